@@ -157,6 +157,8 @@ EventLoop::EventLoop(Clock& clock, int epoll_fd, int wakeup_fd)
       wakeup_(std::make_unique<WakeupWatcher>(*this)) {}
 
 EventLoop::~EventLoop() {
+  // Workers first: they post into the loop.
+  executor_.reset();
   // Suspended coroutines first: their destructors cancel handles and unwatch
   // fds, which needs the rest of the loop intact. Everything is moved out
   // before it is destroyed, so that destructors calling back into the loop
@@ -167,6 +169,11 @@ EventLoop::~EventLoop() {
     for (void* frame : frames) {
       std::coroutine_handle<>::from_address(frame).destroy();
     }
+  }
+  // Then the objects it owns (live transports), which unwatch their fds.
+  while (!owned_.empty()) {
+    auto owned = std::move(owned_);
+    owned_.clear();
   }
   while (!ready_.empty() || !timer_callbacks_.empty() ||
          !deferred_deletions_.empty() || !callback_watchers_.empty()) {
@@ -476,6 +483,29 @@ void EventLoop::ReportError(const LoopError& error) {
   }
   absl::FPrintF(stderr, "sluice: %s: %s\n", error.message,
                 error.status.ToString());
+}
+
+void EventLoop::RunInExecutor(absl::AnyInvocable<void()> work) {
+  // Enough threads for a burst of name lookups, as asyncio's default
+  // executor (min(32, cpus + 4)).
+  constexpr size_t kExecutorThreads = 8;
+  if (executor_ == nullptr) {
+    executor_ = std::make_unique<ThreadPool>(kExecutorThreads);
+  }
+  executor_->Submit(std::move(work));
+}
+
+LoopOwned& EventLoop::Adopt(std::unique_ptr<LoopOwned> object) {
+  LoopOwned& adopted = *object;
+  owned_.emplace(&adopted, std::move(object));
+  return adopted;
+}
+
+void EventLoop::Release(LoopOwned* object) {
+  auto it = owned_.find(object);
+  if (it == owned_.end()) return;
+  DeleteSoon(std::move(it->second));
+  owned_.erase(it);
 }
 
 void EventLoop::AdoptCoroutine(std::coroutine_handle<> handle) {

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "framework/cancellation.h"
 #include "framework/clock.h"
+#include "framework/thread_pool.h"
 
 namespace sluice {
 
@@ -86,6 +87,13 @@ class FdHandler {
 
  protected:
   ~FdHandler() = default;
+};
+
+// An object whose lifetime the loop manages, such as a live transport: the
+// loop destroys it when it is released, or when the loop is destroyed.
+class LoopOwned {
+ public:
+  virtual ~LoopOwned() = default;
 };
 
 struct EventLoopOptions {
@@ -208,6 +216,17 @@ class EventLoop {
     deferred_deletions_.push_back([object = std::move(object)] {});
   }
 
+  // Runs blocking `work` on a worker thread (asyncio's run_in_executor);
+  // `work` reports back with CallSoonThreadsafe. The loop's destructor waits
+  // for running work to finish.
+  void RunInExecutor(absl::AnyInvocable<void()> work);
+
+  // Takes ownership of `object` until Release(object) or the loop's end.
+  LoopOwned& Adopt(std::unique_ptr<LoopOwned> object);
+  // Destroys an adopted object at the end of the current iteration (it may
+  // be the caller). No-op for an object the loop does not own.
+  void Release(LoopOwned* object);
+
   // For framework/task.h: the loop owns the frames of spawned coroutines and
   // destroys those still suspended when it is destroyed.
   void AdoptCoroutine(std::coroutine_handle<> handle);
@@ -254,6 +273,8 @@ class EventLoop {
   void RunLoop(absl::FunctionRef<bool()> keep_going);
 
   Clock* clock_;
+  // Joined first in the destructor: workers post into the loop.
+  std::unique_ptr<ThreadPool> executor_;
   const int epoll_fd_;
   const int wakeup_fd_;
 
@@ -280,6 +301,7 @@ class EventLoop {
   // Objects released during an iteration, destroyed at its end.
   std::vector<Callback> deferred_deletions_;
   absl::flat_hash_set<void*> coroutines_;
+  absl::flat_hash_map<LoopOwned*, std::unique_ptr<LoopOwned>> owned_;
 
   ErrorHandler error_handler_;
   bool running_ = false;

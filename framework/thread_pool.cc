@@ -1,0 +1,48 @@
+#include "framework/thread_pool.h"
+
+#include <utility>
+
+namespace sluice {
+
+ThreadPool::~ThreadPool() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    threads.swap(threads_);
+  }
+  wake_.notify_all();
+  for (std::thread& thread : threads) thread.join();
+}
+
+void ThreadPool::Submit(absl::AnyInvocable<void()> work) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(work));
+    // A new thread only when none is idle: blocking calls (a slow DNS
+    // server) must not hold up the others.
+    if (idle_ == 0 && threads_.size() < max_threads_) {
+      threads_.emplace_back([this] { WorkerLoop(); });
+      return;
+    }
+  }
+  wake_.notify_one();
+}
+
+void ThreadPool::WorkerLoop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    ++idle_;
+    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    --idle_;
+    if (queue_.empty()) return;  // Stopping, and nothing left to do.
+    absl::AnyInvocable<void()> work = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    work();
+    work = nullptr;  // Destroyed outside the lock too.
+    lock.lock();
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,106 @@
+#ifndef SLUICE_FRAMEWORK_TRANSPORT_H_
+#define SLUICE_FRAMEWORK_TRANSPORT_H_
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "framework/event_loop.h"
+#include "framework/protocol.h"
+#include "framework/socket_address.h"
+
+namespace sluice {
+
+// A transport's write watermarks (asyncio's get_write_buffer_limits, but
+// named so the order cannot be confused).
+struct WriteBufferLimits {
+  size_t low;
+  size_t high;
+};
+
+// What every transport offers (asyncio.BaseTransport plus its write-side
+// flow control). Loop-affine. The loop owns live transports: a transport
+// stays valid until its protocol's ConnectionLost has returned and is
+// destroyed after that, by the loop.
+class BaseTransport {
+ public:
+  virtual ~BaseTransport() = default;
+
+  virtual EventLoop& loop() const = 0;
+
+  // Stops reading, flushes buffered data, then closes; the protocol gets
+  // ConnectionLost(OK) once the buffer is empty. Idempotent.
+  virtual void Close() = 0;
+  // Closes now, discarding buffered data; ConnectionLost(OK) follows on a
+  // later iteration. Idempotent.
+  virtual void Abort() = 0;
+  // True once Close, Abort or a fatal error began closing the transport.
+  virtual bool IsClosing() const = 0;
+
+  // Typed extra information (asyncio's get_extra_info).
+  virtual std::optional<SocketAddress> PeerAddress() const = 0;
+  virtual std::optional<SocketAddress> LocalAddress() const = 0;
+  // The socket, or -1 (in-memory transports, or after close).
+  virtual int Fd() const = 0;
+
+  // Write flow control. With neither given: high 64 KiB, low high/4; only
+  // `low`: high = 4 * low; only `high`: low = high / 4. kInvalidArgument if
+  // low > high. The new limits apply at once: a buffer already above the
+  // new high pauses the protocol before this returns.
+  virtual absl::Status SetWriteBufferLimits(
+      std::optional<size_t> high = std::nullopt,
+      std::optional<size_t> low = std::nullopt) = 0;
+  virtual WriteBufferLimits GetWriteBufferLimits() const = 0;
+  // Bytes buffered in user space, not yet handed to the kernel.
+  virtual size_t GetWriteBufferSize() const = 0;
+};
+
+// A stream transport: TCP, Unix, TLS, in-memory (asyncio.Transport).
+class Transport : public BaseTransport {
+ public:
+  // Sends `data`, or buffers what the kernel does not take at once; never
+  // blocks, and never calls DataReceived or ConnectionLost from inside (a
+  // send error closes the transport and reports through ConnectionLost on
+  // a later iteration). May call PauseWriting. The bytes are copied as
+  // needed: the caller may reuse its memory right away. Writes after
+  // Close, Abort or WriteEof are dropped and reported to the loop's error
+  // handler (once per transport).
+  virtual void Write(std::string_view data) = 0;
+  // Writes several buffers in order, in one system call where possible.
+  virtual void Writev(std::span<const std::string_view> buffers) = 0;
+
+  // Closes the sending side once the buffer is flushed; reading goes on.
+  virtual void WriteEof() = 0;
+  virtual bool CanWriteEof() const = 0;
+
+  // Stops (resumes) calling DataReceived. Idempotent; ignored while
+  // closing.
+  virtual void PauseReading() = 0;
+  virtual void ResumeReading() = 0;
+  virtual bool IsReading() const = 0;
+
+  // Hands the connection to another protocol (asyncio's set_protocol, used
+  // by StartTls); returns the previous one. The new protocol gets no
+  // ConnectionMade.
+  virtual std::unique_ptr<Protocol> SetProtocol(
+      std::unique_ptr<Protocol> protocol) = 0;
+  virtual Protocol& GetProtocol() const = 0;
+};
+
+// A datagram endpoint (asyncio.DatagramTransport).
+class DatagramTransport : public BaseTransport {
+ public:
+  // Sends one datagram to `to`, or to the connected peer when `to` is
+  // empty. A connected endpoint refuses another address (kInvalidArgument
+  // reported through ErrorReceived); errors from the kernel go to
+  // ErrorReceived and the endpoint stays open.
+  virtual void SendTo(std::string_view data,
+                      std::optional<SocketAddress> to = std::nullopt) = 0;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_FRAMEWORK_TRANSPORT_H_

@@ -1,0 +1,200 @@
+#include "transports/connection.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <exception>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "framework/future.h"
+#include "framework/timeout.h"
+#include "transports/resolver.h"
+#include "transports/socket_error.h"
+#include "transports/socket_transport.h"
+
+namespace sluice {
+namespace {
+
+// Completes when `fd` becomes writable: a non-blocking connect finished.
+class WritableWaiter final : public FdHandler {
+ public:
+  WritableWaiter(EventLoop& loop, int fd)
+      : loop_(loop), fd_(fd), ready_(loop) {}
+  ~WritableWaiter() {
+    if (watching_) loop_.UnwatchFd(fd_);
+  }
+
+  absl::Status Start() {
+    absl::Status watched = loop_.WatchFd(fd_, *this, kFdWritable);
+    watching_ = watched.ok();
+    return watched;
+  }
+  Future<absl::Status> ready() const { return ready_; }
+
+ private:
+  void OnFdReady(uint32_t) override {
+    loop_.UnwatchFd(fd_);
+    watching_ = false;
+    ready_.SetResult(absl::OkStatus());
+  }
+
+  EventLoop& loop_;
+  const int fd_;
+  Future<absl::Status> ready_;
+  bool watching_ = false;
+};
+
+// A connected, non-blocking socket to `address`.
+Task<absl::StatusOr<int>> ConnectSocket(EventLoop& loop, SocketAddress address,
+                                        std::optional<SocketAddress> local) {
+  int fd = socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  if (fd < 0) co_return SocketError(errno, "socket for", address.ToString());
+  absl::Cleanup close_fd = [&fd] {
+    if (fd >= 0) close(fd);
+  };
+  if (local.has_value() &&
+      bind(fd, local->data(), local->length()) != 0) {
+    co_return SocketError(errno, "bind to", local->ToString());
+  }
+  if (connect(fd, address.data(), address.length()) != 0) {
+    if (errno != EINPROGRESS) {
+      co_return SocketError(errno, "connect to", address.ToString());
+    }
+    WritableWaiter waiter(loop, fd);
+    absl::Status watching = waiter.Start();
+    if (!watching.ok()) co_return watching;
+    absl::Status ready = co_await waiter.ready();
+    if (!ready.ok()) co_return ready;  // Cancelled.
+    int error = 0;
+    socklen_t length = sizeof(error);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) {
+      co_return SocketError(error, "connect to", address.ToString());
+    }
+  }
+  co_return std::exchange(fd, -1);
+}
+
+// Wraps connected `fd` in a transport and completes once the protocol's
+// ConnectionMade ran.
+Task<absl::StatusOr<Connection>> StartTransport(EventLoop& loop, int fd,
+                                                ProtocolFactory factory) {
+  std::unique_ptr<Protocol> protocol;
+  absl::Status failure;
+  try {
+    protocol = factory();
+    if (protocol == nullptr) {
+      failure = absl::InternalError("the protocol factory returned nothing");
+    }
+  } catch (const std::exception& e) {
+    failure = absl::InternalError(
+        absl::StrCat("the protocol factory failed: ", e.what()));
+  }
+  if (!failure.ok()) {
+    close(fd);
+    co_return failure;
+  }
+  Protocol* raw_protocol = protocol.get();
+  SocketTransport& transport =
+      SocketTransport::Create(loop, fd, std::move(protocol));
+  // The transport may be lost before this coroutine resumes (the protocol
+  // aborts in ConnectionMade); then it must not hand out the pointer.
+  Future<absl::Status> lost(loop);
+  transport.SetClosedCallback(
+      [lost]() mutable { lost.SetResult(absl::OkStatus()); });
+  // Scheduled after ConnectionMade and the start of reading.
+  Future<absl::Status> made(loop);
+  loop.CallSoon([made]() mutable { made.SetResult(absl::OkStatus()); });
+  absl::Status waited = co_await made;
+  if (lost.IsDone()) {
+    co_return absl::UnavailableError(
+        "the connection was closed during ConnectionMade");
+  }
+  if (!waited.ok()) {
+    transport.Abort();  // Cancelled: nobody will own the connection.
+    co_return waited;
+  }
+  transport.SetClosedCallback(nullptr);
+  co_return Connection{&transport, raw_protocol};
+}
+
+Task<absl::StatusOr<Connection>> ConnectToAny(EventLoop& loop,
+                                              ProtocolFactory factory,
+                                              std::string host, uint16_t port,
+                                              ConnectOptions options) {
+  absl::StatusOr<std::vector<SocketAddress>> addresses =
+      co_await Resolve(loop, host, port, ResolveOptions{.family = options.family});
+  if (!addresses.ok()) co_return addresses.status();
+  std::vector<std::string> errors;
+  absl::Status first_error;
+  for (const SocketAddress& address : *addresses) {
+    absl::StatusOr<int> fd =
+        co_await ConnectSocket(loop, address, options.local_address);
+    if (fd.ok()) {
+      co_return co_await StartTransport(loop, *fd, std::move(factory));
+    }
+    if (fd.status().code() == absl::StatusCode::kCancelled) {
+      co_return fd.status();
+    }
+    if (first_error.ok()) first_error = fd.status();
+    errors.push_back(std::string(fd.status().message()));
+  }
+  if (errors.size() == 1) co_return first_error;
+  co_return absl::UnavailableError(absl::StrCat(
+      "cannot connect to ", host, ":", port, ": ", absl::StrJoin(errors, "; ")));
+}
+
+Task<absl::StatusOr<Connection>> WithConnectTimeout(
+    EventLoop& loop, Task<absl::StatusOr<Connection>> attempt,
+    std::string target, absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) co_return co_await std::move(attempt);
+  absl::StatusOr<Connection> connected =
+      co_await WithTimeout(loop, std::move(attempt), timeout);
+  if (connected.status().code() == absl::StatusCode::kDeadlineExceeded) {
+    co_return absl::DeadlineExceededError(absl::StrCat(
+        "connect to ", target, " timed out after ",
+        absl::FormatDuration(timeout)));
+  }
+  co_return connected;
+}
+
+}  // namespace
+
+Task<absl::StatusOr<Connection>> CreateConnection(EventLoop& loop,
+                                                  ProtocolFactory factory,
+                                                  std::string host,
+                                                  uint16_t port,
+                                                  ConnectOptions options) {
+  std::string target = absl::StrCat(host, ":", port);
+  return WithConnectTimeout(
+      loop, ConnectToAny(loop, std::move(factory), std::move(host), port, options),
+      std::move(target), options.timeout);
+}
+
+Task<absl::StatusOr<Connection>> CreateUnixConnection(EventLoop& loop,
+                                                      ProtocolFactory factory,
+                                                      std::string path,
+                                                      ConnectOptions options) {
+  auto attempt = [](EventLoop& loop, ProtocolFactory factory, std::string path,
+                    ConnectOptions options) -> Task<absl::StatusOr<Connection>> {
+    absl::StatusOr<SocketAddress> address = SocketAddress::FromUnixPath(path);
+    if (!address.ok()) co_return address.status();
+    absl::StatusOr<int> fd =
+        co_await ConnectSocket(loop, *address, options.local_address);
+    if (!fd.ok()) co_return fd.status();
+    co_return co_await StartTransport(loop, *fd, std::move(factory));
+  };
+  std::string target = absl::StrCat("unix:", path);
+  return WithConnectTimeout(
+      loop, attempt(loop, std::move(factory), std::move(path), options),
+      std::move(target), options.timeout);
+}
+
+}  // namespace sluice

@@ -1,0 +1,108 @@
+#ifndef SLUICE_TRANSPORTS_SERVER_H_
+#define SLUICE_TRANSPORTS_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "framework/event_loop.h"
+#include "framework/future.h"
+#include "framework/protocol.h"
+#include "framework/socket_address.h"
+#include "framework/task.h"
+
+namespace sluice {
+
+class SocketTransport;
+
+struct ServerOptions {
+  // listen()'s backlog, and the most connections accepted per readiness
+  // event (asyncio's default: 100).
+  int backlog = 100;
+  bool reuse_address = true;
+  // SO_REUSEPORT: several servers share the port, the kernel balances.
+  bool reuse_port = false;
+  // How long accepting pauses when the process or system is out of
+  // descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), instead of
+  // spinning on a listening socket that stays readable.
+  absl::Duration accept_retry_delay = absl::Seconds(1);
+};
+
+// A listening server (asyncio.Server). It owns its listening sockets, not
+// its connections: those belong to the loop and outlive Close() and the
+// Server itself. Loop-affine.
+class Server {
+ public:
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The bound addresses, with the ports the kernel chose for port 0.
+  std::span<const SocketAddress> addresses() const { return addresses_; }
+  bool IsServing() const { return !listeners_.empty(); }
+  // Connections accepted and not yet lost.
+  size_t active_connections() const { return connections_.size(); }
+
+  // Stops listening and closes the listening sockets (and a Unix server's
+  // socket file). Existing connections stay open. Idempotent.
+  void Close();
+  // Completes with OK once the server is closed and its last connection is
+  // lost (asyncio 3.12.1+ semantics).
+  Future<absl::Status> WaitClosed();
+  // Close() / Abort() every connection still open.
+  void CloseClients();
+  void AbortClients();
+
+ private:
+  class Listener;
+  friend Task<absl::StatusOr<std::unique_ptr<Server>>> CreateServer(
+      EventLoop&, ProtocolFactory, std::string, uint16_t, ServerOptions);
+  friend absl::StatusOr<std::unique_ptr<Server>> CreateUnixServer(
+      EventLoop&, ProtocolFactory, std::string, ServerOptions);
+
+  Server(EventLoop& loop, ProtocolFactory factory, ServerOptions options);
+
+  absl::Status Listen(const SocketAddress& address);
+  void Accept(int listen_fd);
+  void PauseAccepting();
+  void ResumeAccepting();
+  void ConnectionClosed(SocketTransport* transport);
+  void MaybeFinishWaiters();
+
+  EventLoop& loop_;
+  ProtocolFactory factory_;
+  ServerOptions options_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<SocketAddress> addresses_;
+  absl::flat_hash_set<SocketTransport*> connections_;
+  std::vector<Future<absl::Status>> waiters_;
+  std::string unix_path_;  // Removed on Close.
+  Handle accept_retry_;
+  bool accepting_paused_ = false;
+};
+
+// Listens on `host`:`port` (asyncio's create_server). An empty host listens
+// on every interface, IPv4 and IPv6 (separate sockets, IPV6_V6ONLY); a
+// name listens on every address it resolves to. Port 0 picks a free port,
+// the same one for every address. Each accepted connection gets a protocol
+// from `factory` and a SocketTransport. Bind errors name the address.
+Task<absl::StatusOr<std::unique_ptr<Server>>> CreateServer(
+    EventLoop& loop, ProtocolFactory factory, std::string host, uint16_t port,
+    ServerOptions options = {});
+
+// Listens on a Unix-domain socket at `path` ('@name': abstract). A stale
+// socket file (no server answers on it) is replaced; a live one is
+// kAlreadyExists.
+absl::StatusOr<std::unique_ptr<Server>> CreateUnixServer(
+    EventLoop& loop, ProtocolFactory factory, std::string path,
+    ServerOptions options = {});
+
+}  // namespace sluice
+
+#endif  // SLUICE_TRANSPORTS_SERVER_H_
