@@ -21,7 +21,7 @@ struct ConnectOptions {
   // AF_INET or AF_INET6 to use only that family.
   int family = AF_UNSPEC;
   // Binds the socket before connecting (a numeric address; port 0: any).
-  std::optional<SocketAddress> local_address;
+  std::optional<SocketAddress> local_address = std::nullopt;
 };
 
 // A connected transport and its protocol. Both stay valid until the

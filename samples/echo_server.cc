@@ -1,0 +1,105 @@
+// An echo server written as a sluice Protocol.
+//
+//   ./bazelw run //samples:echo_server -- --port=8888
+//   ./bazelw run //samples:echo_server -- --unix=/tmp/echo.sock
+//
+// Flow control both ways: when a client does not read its echo and the
+// write buffer passes the high watermark, the server stops reading from
+// that client until the buffer drains, so a client that sends without
+// reading cannot grow the server's memory beyond the watermarks.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
+#include "framework/event_loop.h"
+#include "framework/protocol.h"
+#include "framework/task.h"
+#include "framework/transport.h"
+#include "transports/server.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to listen on; empty: every interface, IPv4 and IPv6.");
+ABSL_FLAG(int, port, 8888, "TCP port; 0 picks a free one.");
+ABSL_FLAG(std::string, unix, "", "Listen on this Unix socket path instead.");
+
+namespace {
+
+using sluice::EventLoop;
+
+class EchoProtocol final : public sluice::Protocol {
+ public:
+  void ConnectionMade(sluice::Transport& transport) override {
+    transport_ = &transport;
+  }
+  void DataReceived(std::string_view data) override { transport_->Write(data); }
+  // Back-pressure: stop reading while the client is not reading.
+  void PauseWriting() override { transport_->PauseReading(); }
+  void ResumeWriting() override { transport_->ResumeReading(); }
+
+ private:
+  sluice::Transport* transport_ = nullptr;
+};
+
+sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
+    EventLoop& loop) {
+  auto factory = [] { return std::make_unique<EchoProtocol>(); };
+  if (std::string path = absl::GetFlag(FLAGS_unix); !path.empty()) {
+    co_return sluice::CreateUnixServer(loop, factory, path);
+  }
+  int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) {
+    co_return absl::InvalidArgumentError(
+        absl::StrFormat("--port must be 0..65535, got %d", port));
+  }
+  co_return co_await sluice::CreateServer(loop, factory,
+                                          absl::GetFlag(FLAGS_host),
+                                          static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+  if (!loop.ok()) {
+    absl::FPrintF(stderr, "echo_server: %s\n", loop.status().ToString());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<sluice::Server>> server =
+      (*loop)->RunUntilComplete(Listen(**loop));
+  if (!server.ok()) {
+    absl::FPrintF(stderr, "echo_server: %s\n", server.status().ToString());
+    return 1;
+  }
+  for (const sluice::SocketAddress& address : (*server)->addresses()) {
+    absl::PrintF("echo server listening on %s\n", address.ToString());
+  }
+  // Ctrl-C or SIGTERM: stop listening, close the connections, exit.
+  auto stop = [&] {
+    absl::PrintF("shutting down (%d connections)\n",
+                 (*server)->active_connections());
+    (*server)->Close();
+    (*server)->CloseClients();
+    (*server)->WaitClosed().AddDoneCallback(
+        [&](const absl::Status&) { (*loop)->Stop(); });
+  };
+  for (int signo : {SIGINT, SIGTERM}) {
+    absl::Status handled = (*loop)->AddSignalHandler(signo, stop);
+    if (!handled.ok()) {
+      absl::FPrintF(stderr, "echo_server: %s\n", handled.ToString());
+      return 1;
+    }
+  }
+  (*loop)->RunForever();
+  return 0;
+}

@@ -1,0 +1,441 @@
+#include "transports/server.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "framework/event_loop.h"
+#include "framework/future.h"
+#include "framework/protocol.h"
+#include "framework/task.h"
+#include "framework/transport.h"
+#include "framework/when_all.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "transports/connection.h"
+#include "transports/resolver.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+
+class EchoProtocol final : public Protocol {
+ public:
+  void ConnectionMade(Transport& transport) override { transport_ = &transport; }
+  void DataReceived(std::string_view data) override { transport_->Write(data); }
+  void PauseWriting() override { transport_->PauseReading(); }
+  void ResumeWriting() override { transport_->ResumeReading(); }
+
+ private:
+  Transport* transport_ = nullptr;
+};
+
+ProtocolFactory EchoFactory() {
+  return [] { return std::make_unique<EchoProtocol>(); };
+}
+
+// Sends `message` once connected and completes `echoed` with what came back
+// once it is all there, then closes.
+class OneShotClient final : public Protocol {
+ public:
+  OneShotClient(std::string message, Future<absl::StatusOr<std::string>> echoed)
+      : message_(std::move(message)), echoed_(std::move(echoed)) {}
+
+  void ConnectionMade(Transport& transport) override {
+    transport_ = &transport;
+    transport.Write(message_);
+  }
+  void DataReceived(std::string_view data) override {
+    received_.append(data);
+    if (received_.size() >= message_.size()) {
+      echoed_.SetResult(received_);
+      transport_->Close();
+    }
+  }
+  void ConnectionLost(const absl::Status& status) override {
+    echoed_.SetResult(status.ok() ? absl::UnavailableError("closed early")
+                                  : status);
+  }
+
+ private:
+  std::string message_;
+  Future<absl::StatusOr<std::string>> echoed_;
+  Transport* transport_ = nullptr;
+  std::string received_;
+};
+
+Task<absl::StatusOr<std::string>> EchoOnce(EventLoop& loop, std::string host,
+                                           uint16_t port, std::string message) {
+  Future<absl::StatusOr<std::string>> echoed(loop);
+  auto factory = [message, echoed] {
+    return std::make_unique<OneShotClient>(message, echoed);
+  };
+  absl::StatusOr<Connection> connection =
+      co_await CreateConnection(loop, factory, host, port);
+  if (!connection.ok()) co_return connection.status();
+  co_return co_await echoed;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  ServerTest() : loop_(EventLoop::Create().value()) {
+    loop_->SetErrorHandler([this](const LoopError& e) {
+      errors_.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
+    });
+    // The bound on every test: fail rather than hang.
+    watchdog_ = loop_->CallLater(absl::Seconds(60), [this] {
+      ADD_FAILURE() << "test still running after 60 s";
+      loop_->Stop();
+    });
+  }
+  ~ServerTest() override { watchdog_.Cancel(); }
+
+  template <class A>
+  auto Run(A awaitable) {
+    return loop_->RunUntilComplete(std::move(awaitable));
+  }
+
+  std::unique_ptr<Server> Listen(std::string host = "127.0.0.1",
+                                 uint16_t port = 0, ServerOptions options = {}) {
+    auto server = Run(CreateServer(*loop_, EchoFactory(), host, port, options));
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? std::move(server).value() : nullptr;
+  }
+
+  std::unique_ptr<EventLoop> loop_;
+  std::vector<std::string> errors_;
+  Handle watchdog_;
+};
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+int CountOpenFds() {
+  int count = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  while (readdir(dir) != nullptr) ++count;
+  closedir(dir);
+  return count;
+}
+
+TEST_F(ServerTest, EchoesOverTcpOnAPortTheKernelChose) {
+  auto server = Listen();
+  ASSERT_EQ(server->addresses().size(), 1u);
+  uint16_t port = server->addresses()[0].port();
+  EXPECT_NE(port, 0);
+  auto echoed = Run(EchoOnce(*loop_, "127.0.0.1", port, "ping"));
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, "ping");
+  EXPECT_TRUE(errors_.empty());
+}
+
+TEST_F(ServerTest, ResolvesNamesWithoutBlockingTheLoop) {
+  auto server = Listen();
+  uint16_t port = server->addresses()[0].port();
+  // "localhost" goes through getaddrinfo on the executor.
+  auto echoed = Run(EchoOnce(*loop_, "localhost", port, "by name"));
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, "by name");
+}
+
+TEST_F(ServerTest, EmptyHostListensOnEveryFamilyWithOnePort) {
+  auto server = Listen("", 0);
+  ASSERT_FALSE(server->addresses().empty());
+  uint16_t port = server->addresses()[0].port();
+  bool has_v4 = false;
+  for (const SocketAddress& address : server->addresses()) {
+    EXPECT_EQ(address.port(), port) << address.ToString();
+    has_v4 |= address.family() == AF_INET;
+  }
+  EXPECT_TRUE(has_v4);
+  auto echoed = Run(EchoOnce(*loop_, "127.0.0.1", port, "v4"));
+  EXPECT_TRUE(echoed.ok()) << echoed.status();
+}
+
+TEST_F(ServerTest, ConnectionRefusedIsUnavailableAndNamesTheAddress) {
+  int port = FreePort();
+  auto echoed = Run(EchoOnce(*loop_, "127.0.0.1", port, "x"));
+  EXPECT_EQ(echoed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(echoed.status().message(),
+              HasSubstr(absl::StrCat("127.0.0.1:", port)));
+}
+
+TEST_F(ServerTest, BindConflictNamesTheAddress) {
+  auto first = Listen();
+  uint16_t port = first->addresses()[0].port();
+  auto second = Run(CreateServer(*loop_, EchoFactory(), "127.0.0.1", port));
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(),
+              HasSubstr(absl::StrCat("bind on 127.0.0.1:", port)));
+}
+
+TEST_F(ServerTest, ReusePortLetsTwoServersShareAPort) {
+  ServerOptions options{.reuse_port = true};
+  auto first = Listen("127.0.0.1", 0, options);
+  uint16_t port = first->addresses()[0].port();
+  auto second = Listen("127.0.0.1", port, options);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->addresses()[0].port(), port);
+}
+
+// Fills a listening socket's accept queue so that the next SYN is dropped
+// and a connect hangs: the only way to make one time out on loopback.
+class FullBacklog {
+ public:
+  FullBacklog() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    listen(listen_fd_, 0);
+    socklen_t length = sizeof(address);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    for (int i = 0; i < 4; ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+      fillers_.push_back(fd);
+    }
+  }
+  ~FullBacklog() {
+    for (int fd : fillers_) close(fd);
+    close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int listen_fd_;
+  uint16_t port_;
+  std::vector<int> fillers_;
+};
+
+TEST_F(ServerTest, ConnectTimeoutIsDeadlineExceeded) {
+  FullBacklog backlog;
+  int fds_before = CountOpenFds();
+  Future<absl::StatusOr<std::string>> unused(*loop_);
+  auto connected = Run(CreateConnection(
+      *loop_, [unused] { return std::make_unique<OneShotClient>("x", unused); },
+      "127.0.0.1", backlog.port(),
+      ConnectOptions{.timeout = absl::Milliseconds(300)}));
+  EXPECT_EQ(connected.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(connected.status().message(), HasSubstr("timed out after 300ms"));
+  loop_->RunUntilIdle();
+  EXPECT_EQ(CountOpenFds(), fds_before);  // The attempt's socket is closed.
+}
+
+TEST_F(ServerTest, CancellingAConnectClosesItsSocket) {
+  FullBacklog backlog;
+  int fds_before = CountOpenFds();
+  Future<absl::StatusOr<std::string>> unused(*loop_);
+  auto attempt = Spawn(*loop_, CreateConnection(
+      *loop_, [unused] { return std::make_unique<OneShotClient>("x", unused); },
+      "127.0.0.1", backlog.port()));
+  loop_->CallLater(absl::Milliseconds(50), [&] { attempt.Cancel(); });
+  auto connected = Run(attempt);
+  EXPECT_EQ(connected.status().code(), absl::StatusCode::kCancelled);
+  loop_->RunUntilIdle();
+  EXPECT_EQ(CountOpenFds(), fds_before);
+}
+
+TEST_F(ServerTest, CloseKeepsConnectionsAndWaitClosedWaitsForThem) {
+  auto server = Listen();
+  uint16_t port = server->addresses()[0].port();
+  // A client that keeps its connection until told.
+  Future<absl::StatusOr<std::string>> first_echo(*loop_);
+  Transport* client = nullptr;
+  class Holder final : public Protocol {
+   public:
+    Holder(Future<absl::StatusOr<std::string>> echo, Transport** out)
+        : echo_(std::move(echo)), out_(out) {}
+    void ConnectionMade(Transport& t) override { *out_ = &t; }
+    void DataReceived(std::string_view data) override {
+      echo_.SetResult(std::string(data));
+    }
+
+   private:
+    Future<absl::StatusOr<std::string>> echo_;
+    Transport** out_;
+  };
+  auto connected = Run(CreateConnection(
+      *loop_,
+      [&] { return std::make_unique<Holder>(first_echo, &client); },
+      "127.0.0.1", port));
+  ASSERT_TRUE(connected.ok());
+  ASSERT_TRUE(loop_->RunUntil([&] { return server->active_connections() == 1; }));
+
+  server->Close();
+  EXPECT_FALSE(server->IsServing());
+  Future<absl::Status> closed = server->WaitClosed();
+  client->Write("still here");
+  auto echo = Run(first_echo);
+  EXPECT_EQ(*echo, "still here");  // The connection outlived Close().
+  EXPECT_FALSE(closed.IsDone());
+  client->Close();
+  EXPECT_TRUE(Run(closed).ok());
+  EXPECT_EQ(server->active_connections(), 0u);
+  // New connections are refused.
+  auto refused = Run(EchoOnce(*loop_, "127.0.0.1", port, "x"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(ServerTest, UnixServerReplacesAStaleSocketFileAndRemovesItsOwn) {
+  // TEST_TMPDIR is too long for sun_path (108 bytes).
+  char dir[] = "/tmp/sluice_test_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = absl::StrCat(dir, "/echo.sock");
+  // A stale socket file: bound, then abandoned without unlink.
+  int stale = socket(AF_UNIX, SOCK_STREAM, 0);
+  auto address = SocketAddress::FromUnixPath(path);
+  ASSERT_EQ(bind(stale, address->data(), address->length()), 0);
+  close(stale);
+
+  auto server = CreateUnixServer(*loop_, EchoFactory(), path);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->addresses()[0].ToString(), "unix:" + path);
+
+  // A live server on the same path is refused.
+  auto second = CreateUnixServer(*loop_, EchoFactory(), path);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+
+  Future<absl::StatusOr<std::string>> echoed(*loop_);
+  auto connected = Run(CreateUnixConnection(
+      *loop_,
+      [echoed] { return std::make_unique<OneShotClient>("over unix", echoed); },
+      path));
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  EXPECT_EQ(*Run(echoed), "over unix");
+
+  (*server)->Close();
+  struct stat info;
+  EXPECT_NE(stat(path.c_str(), &info), 0);  // The socket file is gone.
+  rmdir(dir);
+}
+
+TEST_F(ServerTest, AThousandConcurrentConnectionsEcho) {
+  rlimit limit;
+  getrlimit(RLIMIT_NOFILE, &limit);
+  rlim_t wanted = std::min<rlim_t>(limit.rlim_max, 8192);
+  if (limit.rlim_cur < wanted) {
+    limit.rlim_cur = wanted;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < 2200) GTEST_SKIP() << "RLIMIT_NOFILE too low";
+  auto server = Listen();
+  uint16_t port = server->addresses()[0].port();
+  constexpr int kClients = 1000;
+  std::vector<Task<absl::StatusOr<std::string>>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(EchoOnce(*loop_, "127.0.0.1", port,
+                               absl::StrCat("client ", i, " says hello")));
+  }
+  auto results = Run(WhenAll(*loop_, std::move(clients)));
+  ASSERT_TRUE(results.ok());
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_TRUE((*results)[i].ok()) << i << ": " << (*results)[i].status();
+    EXPECT_EQ(*(*results)[i], absl::StrCat("client ", i, " says hello"));
+  }
+  EXPECT_TRUE(loop_->RunUntil([&] { return server->active_connections() == 0; }));
+}
+
+TEST_F(ServerTest, OutOfDescriptorsAtAcceptBacksOffAndRecovers) {
+  auto server = Listen("127.0.0.1", 0,
+                       ServerOptions{.accept_retry_delay = absl::Milliseconds(100)});
+  uint16_t port = server->addresses()[0].port();
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // Clients connect (the kernel completes the handshakes), then the
+  // process runs out of descriptors before the server accepts them.
+  std::vector<int> clients;
+  for (int i = 0; i < 3; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    clients.push_back(fd);
+  }
+  rlimit original;
+  getrlimit(RLIMIT_NOFILE, &original);
+  // Fill every free descriptor below the highest open one, then set the
+  // limit right there: the next accept gets EMFILE.
+  int highest = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1) highest = fd;
+  }
+  std::vector<int> fillers;
+  int first_free;
+  while ((first_free = open("/dev/null", O_RDONLY | O_CLOEXEC)) < highest) {
+    fillers.push_back(first_free);
+  }
+  close(first_free);
+  rlimit tight = original;
+  tight.rlim_cur = first_free;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+
+  bool saw_error = loop_->RunUntil([&] { return !errors_.empty(); });
+  size_t accepted_while_out = server->active_connections();
+  // Restored before any assertion: sanitizers' checks need descriptors.
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &original), 0);
+  ASSERT_TRUE(saw_error);
+  EXPECT_THAT(errors_[0], HasSubstr("out of system resources"));
+  EXPECT_EQ(accepted_while_out, 0u);
+  EXPECT_TRUE(server->IsServing());
+
+  // After the back-off the pending connections are accepted and served.
+  ASSERT_TRUE(loop_->RunUntil([&] { return server->active_connections() == 3; }));
+  ASSERT_EQ(write(clients[0], "alive", 5), 5);
+  char buf[5];
+  // The echo comes back while the loop runs.
+  int flags = fcntl(clients[0], F_GETFL);
+  fcntl(clients[0], F_SETFL, flags | O_NONBLOCK);
+  size_t got = 0;
+  ASSERT_TRUE(loop_->RunUntil([&] {
+    ssize_t n = read(clients[0], buf + got, sizeof(buf) - got);
+    if (n > 0) got += n;
+    return got == sizeof(buf);
+  }));
+  EXPECT_EQ(std::string(buf, 5), "alive");
+  for (int fd : clients) close(fd);
+  for (int fd : fillers) close(fd);
+}
+
+TEST(ResolverTest, NumericAddressesNeedNoLookup) {
+  auto loop = EventLoop::Create().value();
+  auto v6 = loop->RunUntilComplete(Resolve(*loop, "::1", 80));
+  ASSERT_TRUE(v6.ok());
+  ASSERT_EQ(v6->size(), 1u);
+  EXPECT_EQ((*v6)[0].ToString(), "[::1]:80");
+  auto wrong_family = loop->RunUntilComplete(
+      Resolve(*loop, "::1", 80, ResolveOptions{.family = AF_INET}));
+  EXPECT_EQ(wrong_family.status().code(), absl::StatusCode::kNotFound);
+  auto empty = loop->RunUntilComplete(Resolve(*loop, "", 80));
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sluice
