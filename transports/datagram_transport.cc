@@ -1,0 +1,351 @@
+#include "transports/datagram_transport.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "framework/future.h"
+#include "transports/protocol_call.h"
+#include "transports/resolver.h"
+#include "transports/socket_error.h"
+
+namespace sluice {
+namespace {
+
+// Datagrams read per readiness event before other fds get their turn.
+constexpr int kReadBatch = 16;
+
+std::optional<SocketAddress> SockName(int fd) {
+  sockaddr_storage storage;
+  socklen_t length = sizeof(storage);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+    return std::nullopt;
+  }
+  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&storage),
+                                     length);
+}
+
+}  // namespace
+
+DatagramSocketTransport& DatagramSocketTransport::Create(
+    EventLoop& loop, int fd, std::unique_ptr<DatagramProtocol> protocol,
+    std::optional<SocketAddress> peer) {
+  auto* transport = new DatagramSocketTransport(loop, fd, std::move(protocol),
+                                                std::move(peer));
+  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
+  loop.CallSoon([transport] {
+    transport->connection_made_ = true;
+    absl::Status made = CallProtocol(
+        transport->loop_, "protocol ConnectionMade() failed",
+        transport->local_.has_value() ? transport->local_->ToString() : "",
+        [transport] { transport->protocol_->ConnectionMade(*transport); });
+    if (!made.ok()) transport->ForceClose(made);
+  });
+  loop.CallSoon([transport] {
+    transport->read_started_ = true;
+    transport->UpdateInterest();
+  });
+  return *transport;
+}
+
+DatagramSocketTransport::DatagramSocketTransport(
+    EventLoop& loop, int fd, std::unique_ptr<DatagramProtocol> protocol,
+    std::optional<SocketAddress> peer)
+    : loop_(loop),
+      fd_(fd),
+      protocol_(std::move(protocol)),
+      peer_(std::move(peer)),
+      local_(SockName(fd)),
+      flow_(loop) {
+  absl::Status watched = loop_.WatchFd(fd_, *this, kFdNone);
+  if (!watched.ok()) {
+    loop_.ReportError(LoopError{"cannot watch the endpoint's socket", watched});
+    ForceClose(watched);
+  }
+}
+
+DatagramSocketTransport::~DatagramSocketTransport() {
+  if (fd_ >= 0) {
+    loop_.UnwatchFd(fd_);
+    close(fd_);
+  }
+}
+
+void DatagramSocketTransport::UpdateInterest() {
+  if (fd_ < 0) return;
+  uint32_t wanted = kFdNone;
+  if (read_started_ && !closing_) wanted |= kFdReadable;
+  if (!queue_.empty()) wanted |= kFdWritable;
+  if (wanted == interest_) return;
+  absl::Status updated = loop_.SetFdInterest(fd_, wanted);
+  if (!updated.ok()) {
+    ForceClose(updated);
+    return;
+  }
+  interest_ = wanted;
+}
+
+void DatagramSocketTransport::OnFdReady(uint32_t ready) {
+  if ((ready & kFdReadable) && !closing_) HandleReadable();
+  if ((ready & kFdWritable) && !lost_) HandleWritable();
+}
+
+void DatagramSocketTransport::HandleReadable() {
+  char* buffer = ThreadReceiveBuffer();
+  for (int i = 0; i < kReadBatch && !closing_; ++i) {
+    sockaddr_storage from;
+    socklen_t length = sizeof(from);
+    ssize_t n = recvfrom(fd_, buffer, kReceiveBufferSize, 0,
+                         reinterpret_cast<sockaddr*>(&from), &length);
+    if (n < 0) {
+      int error = errno;
+      if (error == EAGAIN || error == EWOULDBLOCK) return;
+      if (error == EINTR) continue;
+      // E.g. ECONNREFUSED: an ICMP error for an earlier send.
+      absl::Status received = CallProtocol(
+          loop_, "protocol ErrorReceived() failed", "datagram endpoint", [&] {
+            protocol_->ErrorReceived(SocketError(
+                error, "receive on",
+                local_.has_value() ? local_->ToString() : ""));
+          });
+      if (!received.ok()) ForceClose(received);
+      continue;
+    }
+    SocketAddress sender = SocketAddress::FromSockaddr(
+        reinterpret_cast<sockaddr*>(&from), length);
+    absl::Status delivered =
+        CallProtocol(loop_, "protocol DatagramReceived() failed",
+                     sender.ToString(), [&] {
+                       protocol_->DatagramReceived(
+                           std::string_view(buffer, static_cast<size_t>(n)),
+                           sender);
+                     });
+    if (!delivered.ok()) {
+      ForceClose(delivered);
+      return;
+    }
+  }
+}
+
+int DatagramSocketTransport::SendOne(std::string_view data,
+                                     const std::optional<SocketAddress>& to) {
+  ssize_t n =
+      to.has_value()
+          ? sendto(fd_, data.data(), data.size(), MSG_NOSIGNAL, to->data(),
+                   to->length())
+          : send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+  return n < 0 ? errno : 0;
+}
+
+void DatagramSocketTransport::ReportErrorReceived(absl::Status error) {
+  // On a later iteration, like every other callback a call into the
+  // transport causes.
+  loop_.CallSoon([this, error = std::move(error)] {
+    if (lost_) return;
+    absl::Status received =
+        CallProtocol(loop_, "protocol ErrorReceived() failed",
+                     "datagram endpoint",
+                     [&] { protocol_->ErrorReceived(error); });
+    if (!received.ok()) ForceClose(received);
+  });
+}
+
+void DatagramSocketTransport::SendTo(std::string_view data,
+                                     std::optional<SocketAddress> to) {
+  if (closing_) {
+    if (!dropped_send_reported_) {
+      dropped_send_reported_ = true;
+      loop_.ReportError(LoopError{
+          "send dropped",
+          absl::FailedPreconditionError(absl::StrCat(
+              "dropped a datagram of ", data.size(),
+              " bytes after Close/Abort (further drops are not reported)"))});
+    }
+    return;
+  }
+  if (peer_.has_value()) {
+    if (to.has_value() && !(*to == *peer_)) {
+      ReportErrorReceived(absl::InvalidArgumentError(absl::StrCat(
+          "this endpoint is connected to ", peer_->ToString(),
+          "; cannot send to ", to->ToString())));
+      return;
+    }
+    to.reset();  // Connected: plain send().
+  } else if (!to.has_value()) {
+    ReportErrorReceived(absl::InvalidArgumentError(
+        "SendTo without an address on an unconnected endpoint"));
+    return;
+  }
+  if (queue_.empty()) {
+    int error = SendOne(data, to);
+    if (error == 0) return;
+    if (error != EAGAIN && error != EWOULDBLOCK && error != ENOBUFS &&
+        error != EINTR) {
+      ReportErrorReceived(SocketError(
+          error, "send to",
+          to.has_value() ? to->ToString()
+                         : (peer_.has_value() ? peer_->ToString() : "")));
+      return;
+    }
+  }
+  queue_.push_back(Queued{std::string(data), std::move(to)});
+  queued_bytes_ += data.size();
+  UpdateInterest();
+  flow_.Update(queued_bytes_, *protocol_);
+}
+
+void DatagramSocketTransport::HandleWritable() {
+  while (!queue_.empty()) {
+    Queued& next = queue_.front();
+    int error = SendOne(next.data, next.to);
+    if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS ||
+        error == EINTR) {
+      break;
+    }
+    if (error != 0) {
+      ReportErrorReceived(SocketError(
+          error, "send to", next.to.has_value() ? next.to->ToString() : ""));
+    }
+    queued_bytes_ -= next.data.size();
+    queue_.pop_front();
+  }
+  flow_.Update(queued_bytes_, *protocol_);
+  if (!queue_.empty() || lost_) return;
+  UpdateInterest();
+  if (closing_) {
+    lost_ = true;
+    CallConnectionLost(absl::OkStatus());
+  }
+}
+
+void DatagramSocketTransport::Close() {
+  if (closing_) return;
+  closing_ = true;
+  UpdateInterest();
+  if (queue_.empty()) {
+    lost_ = true;
+    loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
+  }
+}
+
+void DatagramSocketTransport::Abort() { ForceClose(absl::OkStatus()); }
+
+void DatagramSocketTransport::ForceClose(const absl::Status& status) {
+  if (lost_) return;
+  lost_ = true;
+  closing_ = true;
+  queue_.clear();
+  queued_bytes_ = 0;
+  UpdateInterest();
+  loop_.CallSoon([this, status] { CallConnectionLost(status); });
+}
+
+void DatagramSocketTransport::CallConnectionLost(const absl::Status& status) {
+  if (connection_made_) {
+    CallProtocol(loop_, "protocol ConnectionLost() failed", "datagram endpoint",
+                 [&] { protocol_->ConnectionLost(status); })
+        .IgnoreError();  // Reported; there is nothing left to close.
+  }
+  if (fd_ >= 0) {
+    loop_.UnwatchFd(fd_);
+    close(fd_);
+    fd_ = -1;
+  }
+  loop_.Release(this);
+}
+
+absl::Status DatagramSocketTransport::SetWriteBufferLimits(
+    std::optional<size_t> high, std::optional<size_t> low) {
+  absl::Status set = flow_.SetLimits(high, low);
+  if (set.ok()) flow_.Update(queued_bytes_, *protocol_);
+  return set;
+}
+
+namespace {
+
+Task<absl::StatusOr<std::optional<SocketAddress>>> ResolveOne(
+    EventLoop& loop, std::optional<HostPort> where, int family, bool passive) {
+  if (!where.has_value()) co_return std::optional<SocketAddress>();
+  absl::StatusOr<std::vector<SocketAddress>> addresses = co_await Resolve(
+      loop, where->host, where->port,
+      ResolveOptions{.family = family, .passive = passive});
+  if (!addresses.ok()) co_return addresses.status();
+  co_return std::optional<SocketAddress>(addresses->front());
+}
+
+}  // namespace
+
+Task<absl::StatusOr<DatagramEndpoint>> CreateDatagramEndpoint(
+    EventLoop& loop, DatagramProtocolFactory factory,
+    DatagramEndpointOptions options) {
+  int family = options.family;
+  auto remote = co_await ResolveOne(loop, options.remote, family, false);
+  if (!remote.ok()) co_return remote.status();
+  if (remote->has_value() && family == AF_UNSPEC) family = (*remote)->family();
+  auto local = co_await ResolveOne(loop, options.local, family, true);
+  if (!local.ok()) co_return local.status();
+  if (local->has_value() && family == AF_UNSPEC) family = (*local)->family();
+  if (family == AF_UNSPEC) {
+    co_return absl::InvalidArgumentError(
+        "a datagram endpoint needs a local or remote address, or a family");
+  }
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return SocketError(errno, "datagram socket");
+  absl::Cleanup close_fd = [&fd] {
+    if (fd >= 0) close(fd);
+  };
+  int one = 1;
+  if (options.reuse_port &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    co_return SocketError(errno, "SO_REUSEPORT");
+  }
+  if (options.allow_broadcast &&
+      setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one)) != 0) {
+    co_return SocketError(errno, "SO_BROADCAST");
+  }
+  if (local->has_value() &&
+      bind(fd, (*local)->data(), (*local)->length()) != 0) {
+    co_return SocketError(errno, "bind on", (*local)->ToString());
+  }
+  if (remote->has_value() &&
+      connect(fd, (*remote)->data(), (*remote)->length()) != 0) {
+    co_return SocketError(errno, "connect to", (*remote)->ToString());
+  }
+  std::unique_ptr<DatagramProtocol> protocol;
+  absl::Status failure;
+  try {
+    protocol = factory();
+    if (protocol == nullptr) {
+      failure = absl::InternalError("the protocol factory returned nothing");
+    }
+  } catch (const std::exception& e) {
+    failure = absl::InternalError(
+        absl::StrCat("the protocol factory failed: ", e.what()));
+  }
+  if (!failure.ok()) co_return failure;
+  DatagramProtocol* raw_protocol = protocol.get();
+  DatagramSocketTransport& transport = DatagramSocketTransport::Create(
+      loop, std::exchange(fd, -1), std::move(protocol), *remote);
+  // Completes after ConnectionMade, which was scheduled first. A transport
+  // the protocol closed in there is not handed out: by the time this
+  // coroutine resumes, it may be gone.
+  Future<absl::Status> made(loop);
+  loop.CallSoon([made, &transport]() mutable {
+    made.SetResult(transport.IsClosing()
+                       ? absl::UnavailableError(
+                             "the endpoint was closed during ConnectionMade")
+                       : absl::OkStatus());
+  });
+  absl::Status waited = co_await made;
+  if (waited.code() == absl::StatusCode::kCancelled) transport.Abort();
+  if (!waited.ok()) co_return waited;
+  co_return DatagramEndpoint{&transport, raw_protocol};
+}
+
+}  // namespace sluice

@@ -1,0 +1,137 @@
+#ifndef SLUICE_TRANSPORTS_DATAGRAM_TRANSPORT_H_
+#define SLUICE_TRANSPORTS_DATAGRAM_TRANSPORT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "framework/event_loop.h"
+#include "framework/flow_control.h"
+#include "framework/protocol.h"
+#include "framework/socket_address.h"
+#include "framework/task.h"
+#include "framework/transport.h"
+
+namespace sluice {
+
+// A UDP endpoint (asyncio's _SelectorDatagramTransport): each readiness
+// event reads the datagrams waiting (up to a batch), each send goes out at
+// once when nothing is queued, and datagrams the kernel refuses for now
+// (EAGAIN, ENOBUFS) wait in a queue whose size drives PauseWriting /
+// ResumeWriting through the same FlowControl as stream transports. Errors
+// of single sends and receives, such as an ICMP port-unreachable on a
+// connected endpoint, reach the protocol through ErrorReceived (on a later
+// iteration) and leave the endpoint open.
+class DatagramSocketTransport final : public DatagramTransport,
+                                      public LoopOwned,
+                                      private FdHandler {
+ public:
+  static constexpr size_t kMaxDatagramSize = 256 * 1024;
+
+  // Takes ownership of `fd`, a non-blocking datagram socket; `peer` is set
+  // for a connected one. The loop owns the transport.
+  static DatagramSocketTransport& Create(
+      EventLoop& loop, int fd, std::unique_ptr<DatagramProtocol> protocol,
+      std::optional<SocketAddress> peer);
+
+  ~DatagramSocketTransport() override;
+
+  // BaseTransport.
+  EventLoop& loop() const override { return loop_; }
+  void Close() override;
+  void Abort() override;
+  bool IsClosing() const override { return closing_; }
+  std::optional<SocketAddress> PeerAddress() const override { return peer_; }
+  std::optional<SocketAddress> LocalAddress() const override {
+    return local_;
+  }
+  int Fd() const override { return fd_; }
+  absl::Status SetWriteBufferLimits(std::optional<size_t> high,
+                                    std::optional<size_t> low) override;
+  WriteBufferLimits GetWriteBufferLimits() const override {
+    return flow_.limits();
+  }
+  size_t GetWriteBufferSize() const override { return queued_bytes_; }
+
+  // DatagramTransport.
+  void SendTo(std::string_view data,
+              std::optional<SocketAddress> to = std::nullopt) override;
+
+ private:
+  struct Queued {
+    std::string data;
+    std::optional<SocketAddress> to;
+  };
+
+  DatagramSocketTransport(EventLoop& loop, int fd,
+                          std::unique_ptr<DatagramProtocol> protocol,
+                          std::optional<SocketAddress> peer);
+
+  void OnFdReady(uint32_t ready) override;
+  void HandleReadable();
+  void HandleWritable();
+  void UpdateInterest();
+  // Sends one datagram; returns the errno, 0 on success.
+  int SendOne(std::string_view data, const std::optional<SocketAddress>& to);
+  void ReportErrorReceived(absl::Status error);
+  void ForceClose(const absl::Status& status);
+  void CallConnectionLost(const absl::Status& status);
+
+  EventLoop& loop_;
+  int fd_;
+  std::unique_ptr<DatagramProtocol> protocol_;
+  std::optional<SocketAddress> peer_;
+  std::optional<SocketAddress> local_;
+  std::deque<Queued> queue_;
+  size_t queued_bytes_ = 0;
+  FlowControl flow_;
+  uint32_t interest_ = kFdNone;
+  bool read_started_ = false;
+  bool closing_ = false;
+  bool lost_ = false;
+  bool connection_made_ = false;
+  bool dropped_send_reported_ = false;
+};
+
+// A host and port, as given to CreateDatagramEndpoint.
+struct HostPort {
+  std::string host = {};
+  uint16_t port = 0;
+};
+
+struct DatagramEndpointOptions {
+  // Where to bind; unset: the kernel picks on the first send (or on
+  // connect). An empty host binds every interface.
+  std::optional<HostPort> local = std::nullopt;
+  // The peer of a connected endpoint: SendTo needs no address, and only
+  // this peer's datagrams are received.
+  std::optional<HostPort> remote = std::nullopt;
+  // AF_INET or AF_INET6; needed when neither address is given.
+  int family = AF_UNSPEC;
+  bool reuse_port = false;
+  bool allow_broadcast = false;
+};
+
+// A datagram endpoint and its protocol, valid until the protocol's
+// ConnectionLost returns.
+struct DatagramEndpoint {
+  DatagramTransport* transport;
+  DatagramProtocol* protocol;
+};
+
+// Creates a UDP endpoint (asyncio's create_datagram_endpoint): resolves the
+// addresses without blocking, binds and/or connects, and completes after
+// the protocol's ConnectionMade ran.
+Task<absl::StatusOr<DatagramEndpoint>> CreateDatagramEndpoint(
+    EventLoop& loop, DatagramProtocolFactory factory,
+    DatagramEndpointOptions options);
+
+}  // namespace sluice
+
+#endif  // SLUICE_TRANSPORTS_DATAGRAM_TRANSPORT_H_

@@ -1,0 +1,34 @@
+#include "transports/protocol_call.h"
+
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace sluice {
+
+absl::Status CallProtocol(EventLoop& loop, const char* what,
+                          std::string_view where,
+                          absl::FunctionRef<void()> callback) {
+  std::string failure;
+  try {
+    callback();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  } catch (...) {
+    failure = "unknown exception";
+  }
+  absl::Status error = absl::InternalError(
+      absl::StrCat(what, " on ", std::string(where), ": ", failure));
+  loop.ReportError(LoopError{what, error});
+  return error;
+}
+
+char* ThreadReceiveBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kReceiveBufferSize]);
+  return buffer.get();
+}
+
+}  // namespace sluice

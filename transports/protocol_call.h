@@ -1,0 +1,27 @@
+#ifndef SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
+#define SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
+
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "framework/event_loop.h"
+
+namespace sluice {
+
+// Runs a protocol callback for a transport. A callback that throws is
+// reported to the loop's error handler, and the returned kInternal status
+// ("<what> on <where>: <exception>") is what the transport closes with.
+absl::Status CallProtocol(EventLoop& loop, const char* what,
+                          std::string_view where,
+                          absl::FunctionRef<void()> callback);
+
+// One receive buffer per thread, shared by the transports of the loop that
+// runs there: received data is only lent to a protocol for the duration of
+// a callback, and a loop runs one callback at a time.
+inline constexpr size_t kReceiveBufferSize = 256 * 1024;
+char* ThreadReceiveBuffer();
+
+}  // namespace sluice
+
+#endif  // SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
