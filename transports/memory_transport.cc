@@ -1,0 +1,264 @@
+#include "transports/memory_transport.h"
+
+#include <sys/uio.h>
+
+#include <array>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "transports/protocol_call.h"
+
+namespace sluice {
+
+MemoryTransport& MemoryTransport::Create(EventLoop& loop,
+                                         std::unique_ptr<Protocol> protocol,
+                                         Options options) {
+  auto* transport =
+      new MemoryTransport(loop, std::move(protocol), std::move(options));
+  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
+  loop.CallSoon([transport] {
+    transport->connection_made_ = true;
+    transport->Call("protocol ConnectionMade() failed", [transport] {
+      transport->protocol_->ConnectionMade(*transport);
+    });
+  });
+  loop.CallSoon([transport] {
+    transport->read_started_ = true;
+    transport->Deliver();
+  });
+  return *transport;
+}
+
+MemoryTransport::MemoryTransport(EventLoop& loop,
+                                 std::unique_ptr<Protocol> protocol,
+                                 Options options)
+    : loop_(loop),
+      protocol_(std::move(protocol)),
+      options_(std::move(options)),
+      flow_(loop) {}
+
+bool MemoryTransport::Call(const char* what,
+                           absl::FunctionRef<void()> callback) {
+  absl::Status called = CallProtocol(loop_, what, "memory transport", callback);
+  if (called.ok()) return true;
+  ForceClose(called);
+  return false;
+}
+
+bool MemoryTransport::PeerAccepting() const {
+  if (!linked_) return peer_reading_;
+  return linked_peer_ != nullptr && linked_peer_->IsReading();
+}
+
+void MemoryTransport::Write(std::string_view data) {
+  Writev(std::span<const std::string_view>(&data, 1));
+}
+
+void MemoryTransport::Writev(std::span<const std::string_view> buffers) {
+  size_t total = 0;
+  for (std::string_view buffer : buffers) total += buffer.size();
+  if (total == 0) return;
+  if (closing_ || eof_requested_) {
+    if (!dropped_write_reported_) {
+      dropped_write_reported_ = true;
+      loop_.ReportError(LoopError{
+          "write dropped",
+          absl::FailedPreconditionError(absl::StrCat(
+              "dropped a write of ", total, " bytes to the memory transport "
+              "after ", closing_ ? "Close/Abort" : "WriteEof",
+              " (further dropped writes are not reported)"))});
+    }
+    return;
+  }
+  if (linked_ && linked_peer_ == nullptr) {
+    // Like writing to a socket whose peer is gone.
+    ForceClose(absl::UnavailableError("the in-memory peer closed"));
+    return;
+  }
+  // As a socket sends at once only when nothing is queued: otherwise the
+  // queue drains from the loop, so ResumeWriting never runs inside Write.
+  const bool was_empty = buffer_.empty();
+  for (std::string_view buffer : buffers) buffer_.Append(buffer);
+  if (was_empty) {
+    Flush();
+  } else {
+    ScheduleFlush();
+  }
+  flow_.Update(buffer_.size(), *protocol_);
+}
+
+void MemoryTransport::Flush() {
+  if (!buffer_.empty() && PeerAccepting()) {
+    std::string bytes;
+    bytes.reserve(buffer_.size());
+    std::array<iovec, 16> iov;
+    while (!buffer_.empty()) {
+      size_t count = buffer_.Peek(iov);
+      size_t taken = 0;
+      for (size_t i = 0; i < count; ++i) {
+        bytes.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+        taken += iov[i].iov_len;
+      }
+      buffer_.Consume(taken);
+    }
+    if (linked_peer_ != nullptr) {
+      linked_peer_->DeliverFromPeer(bytes);
+    } else {
+      sent_.append(bytes);
+    }
+  }
+  if (!buffer_.empty() || lost_) return;
+  if ((closing_ || eof_requested_) && !peer_saw_eof_) {
+    peer_saw_eof_ = true;
+    if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();
+  }
+  if (closing_) {
+    lost_ = true;
+    loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
+  }
+}
+
+void MemoryTransport::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  loop_.CallSoon([this] {
+    flush_scheduled_ = false;
+    if (lost_) return;
+    Flush();
+    flow_.Update(buffer_.size(), *protocol_);
+  });
+}
+
+void MemoryTransport::SetPeerReading(bool reading) {
+  peer_reading_ = reading;
+  if (reading) ScheduleFlush();
+}
+
+void MemoryTransport::DeliverFromPeer(std::string_view data) {
+  if (data.empty() || incoming_eof_) return;
+  incoming_.emplace_back(data);
+  ScheduleDelivery();
+}
+
+void MemoryTransport::DeliverEofFromPeer() {
+  incoming_eof_ = true;
+  ScheduleDelivery();
+}
+
+void MemoryTransport::ScheduleDelivery() {
+  if (delivery_scheduled_) return;
+  delivery_scheduled_ = true;
+  loop_.CallSoon([this] {
+    delivery_scheduled_ = false;
+    Deliver();
+  });
+}
+
+void MemoryTransport::Deliver() {
+  while (!incoming_.empty() && read_started_ && IsReading() && !lost_) {
+    std::string chunk = std::move(incoming_.front());
+    incoming_.pop_front();
+    if (!Call("protocol DataReceived() failed",
+              [&] { protocol_->DataReceived(chunk); })) {
+      return;
+    }
+  }
+  if (incoming_.empty() && incoming_eof_ && !eof_delivered_ && read_started_ &&
+      !closing_) {
+    eof_delivered_ = true;
+    bool keep_open = false;
+    if (!Call("protocol EofReceived() failed",
+              [&] { keep_open = protocol_->EofReceived(); })) {
+      return;
+    }
+    if (!keep_open) Close();
+  }
+}
+
+void MemoryTransport::ResetFromPeer(absl::Status error) {
+  ForceClose(error);
+}
+
+void MemoryTransport::WriteEof() {
+  if (closing_ || eof_requested_) return;
+  eof_requested_ = true;
+  Flush();
+}
+
+void MemoryTransport::Close() {
+  if (closing_) return;
+  closing_ = true;
+  Flush();
+}
+
+void MemoryTransport::Abort() { ForceClose(absl::OkStatus()); }
+
+void MemoryTransport::ForceClose(const absl::Status& status) {
+  if (lost_) return;
+  lost_ = true;
+  closing_ = true;
+  buffer_.Clear();
+  if (linked_peer_ != nullptr && !peer_saw_eof_) {
+    peer_saw_eof_ = true;
+    linked_peer_->DeliverEofFromPeer();
+  }
+  loop_.CallSoon([this, status] { CallConnectionLost(status); });
+}
+
+void MemoryTransport::CallConnectionLost(const absl::Status& status) {
+  if (connection_made_) {
+    CallProtocol(loop_, "protocol ConnectionLost() failed", "memory transport",
+                 [&] { protocol_->ConnectionLost(status); })
+        .IgnoreError();  // Reported; the transport is going anyway.
+  }
+  if (linked_peer_ != nullptr) {
+    linked_peer_->linked_peer_ = nullptr;
+    linked_peer_ = nullptr;
+  }
+  loop_.Release(this);
+}
+
+void MemoryTransport::PauseReading() {
+  if (closing_ || !reading_) return;
+  reading_ = false;
+}
+
+void MemoryTransport::ResumeReading() {
+  if (closing_ || reading_) return;
+  reading_ = true;
+  ScheduleDelivery();
+  // The other end's writes were held back while this side did not read.
+  if (linked_peer_ != nullptr) linked_peer_->ScheduleFlush();
+}
+
+absl::Status MemoryTransport::SetWriteBufferLimits(std::optional<size_t> high,
+                                                   std::optional<size_t> low) {
+  absl::Status set = flow_.SetLimits(high, low);
+  // Only the pause edge: ResumeWriting must not run inside this call.
+  if (set.ok() && buffer_.size() > flow_.limits().high) {
+    flow_.Update(buffer_.size(), *protocol_);
+  }
+  return set;
+}
+
+std::unique_ptr<Protocol> MemoryTransport::SetProtocol(
+    std::unique_ptr<Protocol> protocol) {
+  std::swap(protocol_, protocol);
+  return protocol;
+}
+
+std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(
+    EventLoop& loop, std::unique_ptr<Protocol> client,
+    std::unique_ptr<Protocol> server, MemoryTransport::Options client_options,
+    MemoryTransport::Options server_options) {
+  MemoryTransport& client_end =
+      MemoryTransport::Create(loop, std::move(client), std::move(client_options));
+  MemoryTransport& server_end =
+      MemoryTransport::Create(loop, std::move(server), std::move(server_options));
+  client_end.linked_ = server_end.linked_ = true;
+  client_end.linked_peer_ = &server_end;
+  server_end.linked_peer_ = &client_end;
+  return {&client_end, &server_end};
+}
+
+}  // namespace sluice
