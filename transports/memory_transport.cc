@@ -37,6 +37,11 @@ MemoryTransport::MemoryTransport(EventLoop& loop,
       options_(std::move(options)),
       flow_(loop) {}
 
+MemoryTransport::~MemoryTransport() {
+  delivery_.Cancel();
+  flush_.Cancel();
+}
+
 bool MemoryTransport::Call(const char* what,
                            absl::FunctionRef<void()> callback) {
   absl::Status called = CallProtocol(loop_, what, "memory transport", callback);
@@ -121,7 +126,7 @@ void MemoryTransport::Flush() {
 void MemoryTransport::ScheduleFlush() {
   if (flush_scheduled_) return;
   flush_scheduled_ = true;
-  loop_.CallSoon([this] {
+  flush_ = loop_.CallSoon([this] {
     flush_scheduled_ = false;
     if (lost_) return;
     Flush();
@@ -148,7 +153,7 @@ void MemoryTransport::DeliverEofFromPeer() {
 void MemoryTransport::ScheduleDelivery() {
   if (delivery_scheduled_) return;
   delivery_scheduled_ = true;
-  loop_.CallSoon([this] {
+  delivery_ = loop_.CallSoon([this] {
     delivery_scheduled_ = false;
     Deliver();
   });

@@ -58,6 +58,8 @@ class MemoryTransport final : public Transport, public LoopOwned {
     return Create(loop, std::move(protocol), Options());
   }
 
+  ~MemoryTransport() override;
+
   // The peer's side, for tests.
 
   // What the transport sent and the test has not taken yet.
@@ -142,6 +144,9 @@ class MemoryTransport final : public Transport, public LoopOwned {
   std::deque<std::string> incoming_;
   bool incoming_eof_ = false;
   bool eof_delivered_ = false;
+  // Pending callbacks, cancelled if the transport goes first.
+  Handle delivery_;
+  Handle flush_;
   bool delivery_scheduled_ = false;
   bool flush_scheduled_ = false;
   bool reading_ = true;
