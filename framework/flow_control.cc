@@ -44,6 +44,15 @@ absl::Status FlowControl::SetLimits(std::optional<size_t> high,
   return absl::OkStatus();
 }
 
+absl::Status FlowControl::SetLimitsAndCheck(std::optional<size_t> high,
+                                            std::optional<size_t> low,
+                                            size_t size,
+                                            BaseProtocol& protocol) {
+  absl::Status set = SetLimits(high, low);
+  if (set.ok() && size > high_) Update(size, protocol);
+  return set;
+}
+
 void FlowControl::Update(size_t size, BaseProtocol& protocol) {
   if (!paused_ && size > high_) {
     // The flag first: the callback may write, and re-enter Update.

@@ -35,6 +35,14 @@ class FlowControl {
   // reported to the loop; the state changes all the same.
   void Update(size_t size, BaseProtocol& protocol);
 
+  // Sets new limits and re-checks only the pause edge (asyncio's
+  // set_write_buffer_limits): ResumeWriting must not run inside the call
+  // the protocol is making; a buffer at or below the new low resumes on its
+  // next drain, which comes while it is non-empty.
+  absl::Status SetLimitsAndCheck(std::optional<size_t> high,
+                                 std::optional<size_t> low, size_t size,
+                                 BaseProtocol& protocol);
+
   bool paused() const { return paused_; }
 
  private:

@@ -22,7 +22,8 @@ class BufferedProtocol;
 // made into the transport, with one exception: PauseWriting may run inside
 // Transport::Write, when that write first lifts the buffer above the high
 // watermark. A callback that throws is reported to the loop's error handler
-// and aborts the connection with kInternal.
+// and aborts the connection with kInternal, except PauseWriting and
+// ResumeWriting, whose failures are only reported (as in asyncio).
 class BaseProtocol {
  public:
   virtual ~BaseProtocol() = default;

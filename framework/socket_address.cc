@@ -116,8 +116,10 @@ std::string SocketAddress::ToString() const {
       return absl::StrCat(host(), ":", port());
     case AF_INET6:
       return absl::StrCat("[", host(), "]:", port());
-    case AF_UNIX:
-      return absl::StrCat("unix:", host());
+    case AF_UNIX: {
+      std::string path = host();
+      return absl::StrCat("unix:", path.empty() ? "(unnamed)" : path);
+    }
     default:
       return "(no address)";
   }

@@ -262,9 +262,7 @@ void DatagramSocketTransport::CallConnectionLost(const absl::Status& status) {
 
 absl::Status DatagramSocketTransport::SetWriteBufferLimits(
     std::optional<size_t> high, std::optional<size_t> low) {
-  absl::Status set = flow_.SetLimits(high, low);
-  if (set.ok()) flow_.Update(queued_bytes_, *protocol_);
-  return set;
+  return flow_.SetLimitsAndCheck(high, low, queued_bytes_, *protocol_);
 }
 
 namespace {

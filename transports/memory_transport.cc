@@ -108,6 +108,8 @@ void MemoryTransport::Flush() {
     }
     if (linked_peer_ != nullptr) {
       linked_peer_->DeliverFromPeer(bytes);
+    } else if (options_.on_sent) {
+      options_.on_sent(bytes);
     } else {
       sent_.append(bytes);
     }
@@ -116,6 +118,7 @@ void MemoryTransport::Flush() {
   if ((closing_ || eof_requested_) && !peer_saw_eof_) {
     peer_saw_eof_ = true;
     if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();
+    if (options_.on_eof) options_.on_eof();
   }
   if (closing_) {
     lost_ = true;
@@ -203,9 +206,10 @@ void MemoryTransport::ForceClose(const absl::Status& status) {
   lost_ = true;
   closing_ = true;
   buffer_.Clear();
-  if (linked_peer_ != nullptr && !peer_saw_eof_) {
+  if (!peer_saw_eof_) {
     peer_saw_eof_ = true;
-    linked_peer_->DeliverEofFromPeer();
+    if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();
+    if (options_.on_eof) options_.on_eof();
   }
   loop_.CallSoon([this, status] { CallConnectionLost(status); });
 }
@@ -220,6 +224,7 @@ void MemoryTransport::CallConnectionLost(const absl::Status& status) {
     linked_peer_->linked_peer_ = nullptr;
     linked_peer_ = nullptr;
   }
+  if (options_.on_lost) options_.on_lost();
   loop_.Release(this);
 }
 
@@ -238,12 +243,7 @@ void MemoryTransport::ResumeReading() {
 
 absl::Status MemoryTransport::SetWriteBufferLimits(std::optional<size_t> high,
                                                    std::optional<size_t> low) {
-  absl::Status set = flow_.SetLimits(high, low);
-  // Only the pause edge: ResumeWriting must not run inside this call.
-  if (set.ok() && buffer_.size() > flow_.limits().high) {
-    flow_.Update(buffer_.size(), *protocol_);
-  }
-  return set;
+  return flow_.SetLimitsAndCheck(high, low, buffer_.size(), *protocol_);
 }
 
 std::unique_ptr<Protocol> MemoryTransport::SetProtocol(

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "framework/event_loop.h"
@@ -46,6 +47,13 @@ class MemoryTransport final : public Transport, public LoopOwned {
   struct Options {
     std::optional<SocketAddress> local_address = std::nullopt;
     std::optional<SocketAddress> peer_address = std::nullopt;
+    // Receive what the transport sends, and its end of stream, instead of
+    // sent() / peer_saw_eof(): a test peer that outlives the transport.
+    absl::AnyInvocable<void(std::string_view)> on_sent = nullptr;
+    absl::AnyInvocable<void()> on_eof = nullptr;
+    // Runs right after ConnectionLost returned; the transport is gone at
+    // the end of that iteration.
+    absl::AnyInvocable<void()> on_lost = nullptr;
   };
 
   // Like SocketTransport::Create: the loop owns the transport, and

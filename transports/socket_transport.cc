@@ -14,6 +14,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "transports/protocol_call.h"
 #include "transports/socket_error.h"
 
 namespace sluice {
@@ -21,15 +22,6 @@ namespace {
 
 // iovecs per sendmsg; more chunks wait for the next writable event.
 constexpr size_t kMaxIovecs = 64;
-
-// One receive buffer per thread, shared by every transport of the loop
-// running there: DataReceived's view is only valid during the call, and a
-// loop runs one callback at a time.
-char* SharedReadBuffer() {
-  thread_local std::unique_ptr<char[]> buffer(
-      new char[SocketTransport::kMaxReadSize]);
-  return buffer.get();
-}
 
 bool WouldBlock(int error) {
   return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
@@ -75,7 +67,7 @@ SocketTransport& SocketTransport::Create(EventLoop& loop, int fd,
   // the protocol paused it meanwhile); the creator's waiter comes after.
   loop.CallSoon([transport] {
     transport->connection_made_ = true;
-    transport->CallProtocol("protocol ConnectionMade() failed", [transport] {
+    transport->Call("protocol ConnectionMade() failed", [transport] {
       transport->protocol_->ConnectionMade(*transport);
     });
   });
@@ -118,22 +110,11 @@ std::string SocketTransport::Describe() const {
   return peer_.has_value() ? peer_->ToString() : absl::StrCat("fd ", fd_);
 }
 
-template <class F>
-bool SocketTransport::CallProtocol(const char* what, F&& callback) {
-  try {
-    callback();
-    return true;
-  } catch (const std::exception& e) {
-    absl::Status error = absl::InternalError(
-        absl::StrCat(what, " on ", Describe(), ": ", e.what()));
-    loop_.ReportError(LoopError{what, error});
-    ForceClose(error);
-  } catch (...) {
-    absl::Status error = absl::InternalError(
-        absl::StrCat(what, " on ", Describe(), ": unknown exception"));
-    loop_.ReportError(LoopError{what, error});
-    ForceClose(error);
-  }
+bool SocketTransport::Call(const char* what,
+                           absl::FunctionRef<void()> callback) {
+  absl::Status called = CallProtocol(loop_, what, Describe(), callback);
+  if (called.ok()) return true;
+  ForceClose(called);
   return false;
 }
 
@@ -169,7 +150,7 @@ void SocketTransport::HandleReadable() {
   size_t capacity;
   if (buffered_ != nullptr) {
     std::span<char> lent;
-    if (!CallProtocol("protocol GetBuffer() failed",
+    if (!Call("protocol GetBuffer() failed",
                       [&] { lent = buffered_->GetBuffer(0); })) {
       return;
     }
@@ -181,16 +162,16 @@ void SocketTransport::HandleReadable() {
     into = lent.data();
     capacity = lent.size();
   } else {
-    into = SharedReadBuffer();
-    capacity = kMaxReadSize;
+    into = ThreadReceiveBuffer();
+    capacity = kReceiveBufferSize;
   }
   ssize_t n = recv(fd_, into, capacity, 0);
   if (n > 0) {
     if (buffered_ != nullptr) {
-      CallProtocol("protocol BufferUpdated() failed",
+      Call("protocol BufferUpdated() failed",
                    [&] { buffered_->BufferUpdated(static_cast<size_t>(n)); });
     } else {
-      CallProtocol("protocol DataReceived() failed", [&] {
+      Call("protocol DataReceived() failed", [&] {
         protocol_->DataReceived(std::string_view(into, static_cast<size_t>(n)));
       });
     }
@@ -206,7 +187,7 @@ void SocketTransport::HandleReadable() {
   read_eof_ = true;
   UpdateInterest();
   bool keep_open = false;
-  if (!CallProtocol("protocol EofReceived() failed",
+  if (!Call("protocol EofReceived() failed",
                     [&] { keep_open = protocol_->EofReceived(); })) {
     return;
   }
@@ -337,15 +318,10 @@ void SocketTransport::ForceClose(const absl::Status& status) {
 
 void SocketTransport::CallConnectionLost(const absl::Status& status) {
   if (connection_made_) {
-    try {
-      protocol_->ConnectionLost(status);
-    } catch (const std::exception& e) {
-      loop_.ReportError(LoopError{"protocol ConnectionLost() failed",
-                                  absl::InternalError(e.what())});
-    } catch (...) {
-      loop_.ReportError(LoopError{"protocol ConnectionLost() failed",
-                                  absl::InternalError("unknown exception")});
-    }
+    // Reported if it throws; the transport is going anyway.
+    CallProtocol(loop_, "protocol ConnectionLost() failed", Describe(),
+                 [&] { protocol_->ConnectionLost(status); })
+        .IgnoreError();
   }
   // The socket closes after the protocol was told, as in asyncio.
   if (fd_ >= 0) {
@@ -375,9 +351,7 @@ void SocketTransport::ResumeReading() {
 
 absl::Status SocketTransport::SetWriteBufferLimits(std::optional<size_t> high,
                                                    std::optional<size_t> low) {
-  absl::Status set = flow_.SetLimits(high, low);
-  if (set.ok()) flow_.Update(buffer_.size(), *protocol_);
-  return set;
+  return flow_.SetLimitsAndCheck(high, low, buffer_.size(), *protocol_);
 }
 
 std::unique_ptr<Protocol> SocketTransport::SetProtocol(

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "framework/event_loop.h"
 #include "framework/flow_control.h"
@@ -26,7 +27,7 @@ namespace sluice {
 // - Write sends at once when nothing is buffered and buffers only what the
 //   kernel did not take; EPOLLOUT interest exists only while the buffer is
 //   non-empty, so a request-response exchange costs no epoll_ctl;
-// - reads go into one 256 KiB buffer shared by the loop's transports, or
+// - reads go into one 256 KiB buffer shared by the thread's transports, or
 //   into a BufferedProtocol's memory;
 // - sends use MSG_NOSIGNAL: a dead peer is a kUnavailable ConnectionLost,
 //   never SIGPIPE.
@@ -34,9 +35,6 @@ class SocketTransport final : public Transport,
                               public LoopOwned,
                               private FdHandler {
  public:
-  // The largest single read (asyncio's max_size).
-  static constexpr size_t kMaxReadSize = 256 * 1024;
-
   // Takes ownership of `fd`, a connected non-blocking stream socket, and
   // hands the transport to the loop (see BaseTransport for its lifetime).
   // Turns TCP_NODELAY on for TCP. `peer` saves a getpeername when the
@@ -101,8 +99,7 @@ class SocketTransport final : public Transport,
   void ForceClose(const absl::Status& status);
   void CallConnectionLost(const absl::Status& status);
   // Runs a protocol callback; one that throws is a fatal error.
-  template <class F>
-  bool CallProtocol(const char* what, F&& callback);
+  bool Call(const char* what, absl::FunctionRef<void()> callback);
   std::string Describe() const;
 
   EventLoop& loop_;
