@@ -185,7 +185,8 @@ class EventLoop {
   bool RunUntil(absl::FunctionRef<bool()> done);
   // Spawns `awaitable` (a Task or a Future), runs the loop until it
   // completes and returns its result; a kFailedPrecondition result if Stop()
-  // ended the loop first. Defined in framework/task.h.
+  // ended the loop first. Defined in framework/future.h (a Future) and
+  // framework/task.h (a Task).
   template <class Awaitable>
   auto RunUntilComplete(Awaitable awaitable);
   // One iteration, waiting for events at most `max_wait`.

@@ -214,6 +214,24 @@ class Future<T>::Awaiter {
   Handle resume_;
 };
 
+// What EventLoop::RunUntilComplete runs: a Future as it is (task.h adds an
+// overload that spawns a Task). Found by argument-dependent lookup.
+template <StatusLike T>
+Future<T> AsFuture(EventLoop&, Future<T> future) {
+  return future;
+}
+
+template <class Awaitable>
+auto EventLoop::RunUntilComplete(Awaitable awaitable) {
+  auto future = AsFuture(*this, std::move(awaitable));
+  using Result = typename decltype(future)::value_type;
+  if (!RunUntil([&future] { return future.IsDone(); })) {
+    return Result(absl::FailedPreconditionError(
+        "the event loop stopped before the task completed"));
+  }
+  return future.TakeResult();
+}
+
 }  // namespace sluice
 
 #endif  // SLUICE_FRAMEWORK_FUTURE_H_

@@ -211,25 +211,10 @@ Future<T> Spawn(EventLoop& loop, Task<T> task) {
   return future;
 }
 
-// What RunUntilComplete accepts: a Task (spawned) or a Future.
+// RunUntilComplete accepts a Task: it is spawned (see future.h).
 template <StatusLike T>
 Future<T> AsFuture(EventLoop& loop, Task<T> task) {
   return Spawn(loop, std::move(task));
-}
-template <StatusLike T>
-Future<T> AsFuture(EventLoop&, Future<T> future) {
-  return future;
-}
-
-template <class Awaitable>
-auto EventLoop::RunUntilComplete(Awaitable awaitable) {
-  auto future = AsFuture(*this, std::move(awaitable));
-  using Result = typename decltype(future)::value_type;
-  if (!RunUntil([&future] { return future.IsDone(); })) {
-    return Result(absl::FailedPreconditionError(
-        "the event loop stopped before the task completed"));
-  }
-  return future.TakeResult();
 }
 
 namespace internal {

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -129,7 +131,9 @@ void SocketTransport::UpdateInterest() {
   if (reading_ && read_started_ && !closing_ && !read_eof_) {
     wanted |= kFdReadable;
   }
-  if (!buffer_.empty()) wanted |= kFdWritable;
+  if (!buffer_.empty() || (file_send_.has_value() && file_send_->native)) {
+    wanted |= kFdWritable;
+  }
   if (wanted == interest_) return;
   absl::Status updated = loop_.SetFdInterest(fd_, wanted);
   if (!updated.ok()) {
@@ -195,6 +199,10 @@ void SocketTransport::HandleReadable() {
 }
 
 void SocketTransport::HandleWritable() {
+  if (file_send_.has_value() && file_send_->native) {
+    ContinueNativeFileSend();
+    return;
+  }
   std::array<iovec, kMaxIovecs> iov;
   size_t count = buffer_.Peek(iov);
   if (count == 0) return;
@@ -206,18 +214,151 @@ void SocketTransport::HandleWritable() {
     return;
   }
   buffer_.Consume(static_cast<size_t>(n));
+  if (file_send_.has_value()) FeedFile();
   // ResumeWriting may write again, refilling the buffer.
-  flow_.Update(buffer_.size(), *protocol_);
+  flow_.Update(GetWriteBufferSize(), *protocol_);
   if (!buffer_.empty() || lost_) return;
   UpdateInterest();
+  AfterFlush(/*from_loop=*/true);
+}
+
+void SocketTransport::AfterFlush(bool from_loop) {
+  if (file_send_.has_value() || !buffer_.empty() || lost_) return;
   if (closing_) {
-    // Close() was waiting for this flush (asyncio calls connection_lost
-    // right here, not on the next iteration).
     lost_ = true;
-    CallConnectionLost(absl::OkStatus());
+    if (from_loop) {
+      // Close() was waiting for this flush (asyncio calls connection_lost
+      // right here, not on the next iteration).
+      CallConnectionLost(absl::OkStatus());
+    } else {
+      loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
+    }
   } else if (eof_requested_) {
     shutdown(fd_, SHUT_WR);
   }
+}
+
+Future<absl::StatusOr<size_t>> SocketTransport::SendFile(int file_fd,
+                                                         int64_t offset,
+                                                         size_t count) {
+  Future<absl::StatusOr<size_t>> done(loop_);
+  if (closing_ || eof_requested_) {
+    done.SetResult(absl::FailedPreconditionError(absl::StrCat(
+        "SendFile to ", Describe(), " after Close, Abort or WriteEof")));
+    return done;
+  }
+  if (file_send_.has_value()) {
+    done.SetResult(absl::FailedPreconditionError(
+        absl::StrCat("another SendFile to ", Describe(), " is running")));
+    return done;
+  }
+  struct stat info;
+  if (fstat(file_fd, &info) != 0) {
+    done.SetResult(absl::ErrnoToStatus(errno, "SendFile: fstat"));
+    return done;
+  }
+  if (offset < 0 || (S_ISREG(info.st_mode) && offset > info.st_size)) {
+    done.SetResult(absl::InvalidArgumentError(absl::StrCat(
+        "SendFile: offset ", offset, " is outside the file (",
+        static_cast<int64_t>(info.st_size), " bytes)")));
+    return done;
+  }
+  if (count == 0) count = static_cast<size_t>(info.st_size - offset);
+  if (count == 0) {
+    done.SetResult(size_t{0});
+    return done;
+  }
+  file_send_ = FileSend{file_fd, offset, count, 0, buffer_.empty(), done};
+  if (file_send_->native) {
+    ContinueNativeFileSend();
+  } else {
+    FeedFile();
+  }
+  UpdateInterest();
+  return done;
+}
+
+void SocketTransport::ContinueNativeFileSend() {
+  FileSend& file = *file_send_;
+  while (file.remaining > 0) {
+    off_t offset = file.offset;
+    ssize_t n = sendfile(fd_, file.fd, &offset,
+                         std::min<size_t>(file.remaining, size_t{1} << 30));
+    if (n > 0) {
+      file.offset += n;
+      file.remaining -= static_cast<size_t>(n);
+      file.sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) break;  // The file is shorter than asked: done.
+    int error = errno;
+    if (error == EINTR) continue;
+    if (WouldBlock(error)) {
+      UpdateInterest();
+      return;
+    }
+    if (file.sent == 0 &&
+        (error == EINVAL || error == ENOSYS || error == EOPNOTSUPP)) {
+      // Not a file sendfile(2) can read (a pipe, say): copy it ourselves.
+      file.native = false;
+      FeedFile();
+      UpdateInterest();
+      return;
+    }
+    if (error == EPIPE || error == ECONNRESET || error == ENOTCONN) {
+      FatalError(SocketError(error, "sendfile to", Describe()));
+      return;
+    }
+    // A failure of the file: the connection itself is fine.
+    FinishFileSend(absl::ErrnoToStatus(error, "SendFile: sendfile"));
+    return;
+  }
+  FinishFileSend(file.sent);
+}
+
+void SocketTransport::FeedFile() {
+  constexpr size_t kBlock = 64 * 1024;
+  FileSend& file = *file_send_;
+  char* block = ThreadReceiveBuffer();
+  bool ended = false;
+  while (file.remaining > 0 && buffer_.size() <= flow_.limits().low) {
+    ssize_t n = pread(file.fd, block, std::min(file.remaining, kBlock),
+                      file.offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      FinishFileSend(absl::ErrnoToStatus(errno, "SendFile: read"));
+      return;
+    }
+    if (n == 0) {
+      ended = true;
+      break;
+    }
+    buffer_.Append(std::string_view(block, static_cast<size_t>(n)));
+    file.offset += n;
+    file.remaining -= static_cast<size_t>(n);
+    file.sent += static_cast<size_t>(n);
+  }
+  if (file.remaining == 0 || ended) FinishFileSend(file.sent);
+}
+
+void SocketTransport::FinishFileSend(absl::StatusOr<size_t> result) {
+  Future<absl::StatusOr<size_t>> done = file_send_->done;
+  file_send_.reset();
+  // Writes made meanwhile follow the file.
+  std::array<iovec, kMaxIovecs> iov;
+  while (!after_file_.empty()) {
+    size_t count = after_file_.Peek(iov);
+    size_t moved = 0;
+    for (size_t i = 0; i < count; ++i) {
+      buffer_.Append(std::string_view(static_cast<const char*>(iov[i].iov_base),
+                                      iov[i].iov_len));
+      moved += iov[i].iov_len;
+    }
+    after_file_.Consume(moved);
+  }
+  done.SetResult(std::move(result));
+  UpdateInterest();
+  AfterFlush(/*from_loop=*/false);
 }
 
 bool SocketTransport::DropWriteIfClosed(size_t size) {
@@ -242,6 +383,11 @@ void SocketTransport::Writev(std::span<const std::string_view> buffers) {
   size_t total = 0;
   for (std::string_view buffer : buffers) total += buffer.size();
   if (total == 0 || DropWriteIfClosed(total)) return;
+  if (file_send_.has_value()) {
+    for (std::string_view buffer : buffers) after_file_.Append(buffer);
+    flow_.Update(GetWriteBufferSize(), *protocol_);
+    return;
+  }
   size_t sent = 0;
   if (buffer_.empty()) {
     // The fast path: straight from the caller's memory to the kernel.
@@ -281,23 +427,20 @@ void SocketTransport::BufferRemainder(std::span<const std::string_view> buffers,
     sent = 0;
   }
   UpdateInterest();
-  flow_.Update(buffer_.size(), *protocol_);
+  flow_.Update(GetWriteBufferSize(), *protocol_);
 }
 
 void SocketTransport::WriteEof() {
   if (closing_ || eof_requested_) return;
   eof_requested_ = true;
-  if (buffer_.empty()) shutdown(fd_, SHUT_WR);
+  if (buffer_.empty() && !file_send_.has_value()) shutdown(fd_, SHUT_WR);
 }
 
 void SocketTransport::Close() {
   if (closing_) return;
   closing_ = true;
   UpdateInterest();  // Stops reading; keeps flushing.
-  if (buffer_.empty()) {
-    lost_ = true;
-    loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
-  }
+  AfterFlush(/*from_loop=*/false);
 }
 
 void SocketTransport::Abort() { ForceClose(absl::OkStatus()); }
@@ -312,6 +455,15 @@ void SocketTransport::ForceClose(const absl::Status& status) {
   lost_ = true;
   closing_ = true;
   buffer_.Clear();
+  after_file_.Clear();
+  if (file_send_.has_value()) {
+    file_send_->done.SetResult(
+        status.ok() ? absl::UnavailableError(absl::StrCat(
+                          "the connection to ", Describe(),
+                          " was closed during SendFile"))
+                    : status);
+    file_send_.reset();
+  }
   UpdateInterest();
   loop_.CallSoon([this, status] { CallConnectionLost(status); });
 }
@@ -351,7 +503,7 @@ void SocketTransport::ResumeReading() {
 
 absl::Status SocketTransport::SetWriteBufferLimits(std::optional<size_t> high,
                                                    std::optional<size_t> low) {
-  return flow_.SetLimitsAndCheck(high, low, buffer_.size(), *protocol_);
+  return flow_.SetLimitsAndCheck(high, low, GetWriteBufferSize(), *protocol_);
 }
 
 std::unique_ptr<Protocol> SocketTransport::SetProtocol(

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "framework/event_loop.h"
 #include "framework/flow_control.h"
+#include "framework/future.h"
 #include "framework/protocol.h"
 #include "framework/socket_address.h"
 #include "framework/transport.h"
@@ -45,6 +46,20 @@ class SocketTransport final : public Transport,
 
   ~SocketTransport() override;
 
+  // Sends `count` bytes of the file `file_fd` from `offset` (count 0: to
+  // the end of the file) and completes with the number of bytes sent
+  // (asyncio's loop.sendfile). With an empty write buffer the kernel copies
+  // the file to the socket itself (sendfile(2)); otherwise, or where
+  // sendfile(2) refuses the file, the file is read in 64 KiB blocks into
+  // the write buffer as it drains, under the same flow control as Write.
+  // Writes made meanwhile are sent after the file. `file_fd` must stay open
+  // until completion; its file offset is not used or moved.
+  // kFailedPrecondition while closing or while another SendFile runs,
+  // kInvalidArgument for an offset past the end, and the connection's error
+  // if it is lost first.
+  Future<absl::StatusOr<size_t>> SendFile(int file_fd, int64_t offset = 0,
+                                          size_t count = 0);
+
   // Runs once, right after ConnectionLost returned (servers count their
   // connections with it).
   void SetClosedCallback(absl::AnyInvocable<void()> callback) {
@@ -66,7 +81,9 @@ class SocketTransport final : public Transport,
   WriteBufferLimits GetWriteBufferLimits() const override {
     return flow_.limits();
   }
-  size_t GetWriteBufferSize() const override { return buffer_.size(); }
+  size_t GetWriteBufferSize() const override {
+    return buffer_.size() + after_file_.size();
+  }
 
   // Transport.
   void Write(std::string_view data) override;
@@ -87,6 +104,13 @@ class SocketTransport final : public Transport,
   void OnFdReady(uint32_t ready) override;
   void HandleReadable();
   void HandleWritable();
+  // SendFile's two ways: sendfile(2) straight to the socket, or blocks of
+  // the file appended to the write buffer while it is at or below low.
+  void ContinueNativeFileSend();
+  void FeedFile();
+  void FinishFileSend(absl::StatusOr<size_t> result);
+  // Once the write buffer is empty: a pending Close or WriteEof.
+  void AfterFlush(bool from_loop);
   void StartReading();
   void UpdateInterest();
   // Buffers what a send left over, then re-checks the watermarks.
@@ -110,6 +134,17 @@ class SocketTransport final : public Transport,
   std::optional<SocketAddress> local_;
   WriteBuffer buffer_;
   FlowControl flow_;
+  struct FileSend {
+    int fd;
+    int64_t offset;
+    size_t remaining;
+    size_t sent;
+    bool native;
+    Future<absl::StatusOr<size_t>> done;
+  };
+  std::optional<FileSend> file_send_;
+  // Writes made while a SendFile runs; they follow the file.
+  WriteBuffer after_file_;
   uint32_t interest_ = kFdNone;
   bool reading_ = true;            // Not paused by the protocol.
   bool read_started_ = false;      // ConnectionMade has run.
