@@ -538,6 +538,17 @@ void EventLoop::CompactTimers() {
 }
 
 void EventLoop::RunOnce(absl::Duration max_wait) {
+  Iterate(max_wait, [] { return true; });
+}
+
+void EventLoop::Iterate(absl::Duration max_wait,
+                        absl::FunctionRef<bool()> keep_going) {
+  // The callbacks queued before this iteration run first, then the loop
+  // polls: a coroutine resumed by the previous iteration's I/O runs (and
+  // sends) before the next wait, without an extra zero-timeout poll.
+  RunReady(ready_.size());
+  // What the caller waits for may have happened: do not block on it.
+  if (!keep_going()) return;
   CompactTimers();
   absl::Duration wait = max_wait;
   if (!ready_.empty() || stopping_) {
@@ -559,7 +570,6 @@ void EventLoop::RunOnce(absl::Duration max_wait) {
     clock_->AdvanceTo(std::min(NextDeadline(), AddDuration(Time(), max_wait)));
   }
 
-  RunReady(ready_.size());
   for (int i = 0; i < n; ++i) {
     const uint64_t data = events[i].data.u64;
     const int fd = static_cast<int>(data & 0xffffffffu);
@@ -630,7 +640,7 @@ void EventLoop::RunLoop(absl::FunctionRef<bool()> keep_going) {
   }
   running_ = true;
   while (keep_going()) {
-    RunOnce();
+    Iterate(absl::InfiniteDuration(), keep_going);
     if (stopping_) break;
   }
   stopping_ = false;

@@ -109,8 +109,9 @@ struct EventLoopOptions {
 // except CallSoonThreadsafe, the one cross-thread entry point.
 //
 // One iteration (RunOnce) runs, in order: the ready callbacks that were queued
-// before it started, the I/O callbacks of fds found ready, then the timers
-// that are due. Callbacks scheduled during an iteration run in the next one.
+// before it started, a wait for events (none if callbacks are ready), the
+// I/O callbacks of fds found ready, then the timers that are due. Callbacks
+// scheduled during an iteration run in the next one.
 // A callback that throws is reported to the error handler and the loop goes
 // on.
 class EventLoop {
@@ -272,6 +273,9 @@ class EventLoop {
   MonotonicTime NextDeadline();
   bool HasWork() const;
   void RunLoop(absl::FunctionRef<bool()> keep_going);
+  // One iteration; returns before waiting for events if `keep_going()`
+  // turned false while the ready callbacks ran.
+  void Iterate(absl::Duration max_wait, absl::FunctionRef<bool()> keep_going);
 
   Clock* clock_;
   // Joined first in the destructor: workers post into the loop.
