@@ -7,7 +7,10 @@
 // --duration: requests completed, per-request latency (monotonic clock, from
 // the first send() of a request to the recv() that completes its echo) in a
 // log-linear histogram, and the CPU time this process and, with --server_pid,
-// the server consumed in that window.
+// the server consumed in that window; also how busy the whole host was (in
+// cores: more than server + loadgen means something else competed) and how
+// many TCP segments it retransmitted (a sign of stalls; see
+// ReadTcpRetransSegs).
 //
 //   loadgen --port=7000 --connections=100 --size=1024 --server_pid=1234
 //
@@ -15,10 +18,10 @@
 // line (`RESULT key=value ...`, or a JSON object with --format=json).
 // Any error (connect refused, reset, a wrong echo byte, a server that stops
 // answering) is reported on stderr as "loadgen: error: ..." with exit status
-// 1; bad flags (and a non-loopback --host) exit with 2. The run is bounded: it ends after
-// connect + warmup + duration (+ up to 1 s for the requests in flight to
-// finish, so connections close cleanly), and a watchdog exits (status 3) if
-// it somehow does not.
+// 1; bad flags (and a non-loopback --host) exit with 2. The run is bounded:
+// it ends after connect + warmup + duration (+ up to 1 s for the requests in
+// flight to finish, so connections close cleanly), and a watchdog exits
+// (status 3) if it somehow does not.
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -175,6 +178,45 @@ class ProcessCpuClock {
   const char* source_ = "";
 };
 
+// The network namespace's count of retransmitted TCP segments (RetransSegs in
+// /proc/net/snmp), or nullopt if unreadable. Loopback loses next to nothing,
+// so retransmissions during a run are mostly spurious (a tail loss probe
+// fired because an ACK came later than 2 RTT + 2 jiffies) and each one marks
+// a connection that stalled for milliseconds: a run that is not steady-state.
+std::optional<int64_t> ReadTcpRetransSegs() {
+  std::ifstream in("/proc/net/snmp");
+  std::string names, values;
+  while (std::getline(in, names)) {
+    if (names.rfind("Tcp: ", 0) != 0 || !std::getline(in, values)) continue;
+    std::istringstream n(names), v(values);
+    std::string name, value;
+    while (n >> name && v >> value) {
+      int64_t count;
+      if (name == "RetransSegs" && absl::SimpleAtoi(value, &count)) {
+        return count;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// CPU time the whole host has been busy (all CPUs; user, system, irq,
+// softirq; not idle, iowait or steal), from /proc/stat, in nanoseconds.
+// During a run, whatever exceeds server + loadgen is other work competing
+// for the same cores.
+std::optional<int64_t> ReadHostBusyNanos() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  int64_t user, nice, system, idle, iowait, irq, softirq;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >>
+        softirq) ||
+      cpu != "cpu") {
+    return std::nullopt;
+  }
+  return (user + nice + system + irq + softirq) * kNanosPerSecond /
+         sysconf(_SC_CLK_TCK);
+}
+
 struct Options {
   std::string host;
   int port = 0;
@@ -197,6 +239,8 @@ struct Report {
   int64_t loadgen_cpu_ns = 0;
   std::optional<int64_t> server_cpu_ns;
   std::string server_cpu_source;
+  std::optional<int64_t> tcp_retrans;
+  std::optional<int64_t> host_busy_ns;
 };
 
 struct Connection {
@@ -556,7 +600,10 @@ absl::StatusOr<Report> LoadGenerator::Run() {
   int64_t server_cpu_start = 0;
   int64_t loadgen_cpu_start = 0;
   int64_t window_start = 0;
+  std::optional<int64_t> retrans_start;
+  std::optional<int64_t> host_busy_start;
   if (options_.server_pid > 0) server_cpu.emplace(options_.server_pid);
+  const bool tcp = options_.unix_path.empty();
 
   const int64_t start = NowNanos();
   const int64_t measure_at = start + options_.warmup_ns;
@@ -576,6 +623,8 @@ absl::StatusOr<Report> LoadGenerator::Run() {
         if (!ns.ok()) return ns.status();
         server_cpu_start = *ns;
       }
+      if (tcp) retrans_start = ReadTcpRetransSegs();
+      host_busy_start = ReadHostBusyNanos();
       loadgen_cpu_start = NowNanos(CLOCK_PROCESS_CPUTIME_ID);
       window_start = now = NowNanos();
       measuring_ = true;
@@ -590,6 +639,16 @@ absl::StatusOr<Report> LoadGenerator::Run() {
         if (!ns.ok()) return ns.status();
         report_.server_cpu_ns = *ns - server_cpu_start;
         report_.server_cpu_source = server_cpu->source();
+      }
+      if (host_busy_start) {
+        if (std::optional<int64_t> end = ReadHostBusyNanos()) {
+          report_.host_busy_ns = *end - *host_busy_start;
+        }
+      }
+      if (retrans_start) {
+        if (std::optional<int64_t> end = ReadTcpRetransSegs()) {
+          report_.tcp_retrans = *end - *retrans_start;
+        }
       }
       stopping_ = true;
       drain_until = now + kDrainNanos;
@@ -647,6 +706,10 @@ void PrintReport(const Options& options, const std::string& target,
   const double lg_us_per_req =
       static_cast<double>(r.loadgen_cpu_ns) / 1000.0 / r.requests;
   const double lg_util = r.loadgen_cpu_ns / window_ns;
+  const double host_util =
+      r.host_busy_ns ? *r.host_busy_ns / window_ns : std::nan("");
+  const std::string retrans =
+      r.tcp_retrans ? absl::StrCat(*r.tcp_retrans) : std::string("-");
   std::optional<double> srv_us_per_req, srv_util;
   if (r.server_cpu_ns) {
     srv_us_per_req = static_cast<double>(*r.server_cpu_ns) / 1000.0 / r.requests;
@@ -658,17 +721,20 @@ void PrintReport(const Options& options, const std::string& target,
       "%s warmup, %.3f s measured; MiB/s = payload in each direction\n",
       target, options.connections, options.size,
       absl::FormatDuration(absl::Nanoseconds(options.warmup_ns)), r.seconds);
-  absl::PrintF("%6s %8s %11s %9s %9s %9s %9s %9s %11s %8s %11s %7s\n", "conns",
-               "size", "req/s", "MiB/s", "p50_us", "p99_us", "p99.9_us",
-               "max_us", "srv_us/req", "srv_cpu", "lg_us/req", "lg_cpu");
+  absl::PrintF(
+      "%6s %8s %11s %9s %9s %9s %9s %9s %11s %8s %11s %7s %9s %8s\n", "conns",
+      "size", "req/s", "MiB/s", "p50_us", "p99_us", "p99.9_us", "max_us",
+      "srv_us/req", "srv_cpu", "lg_us/req", "lg_cpu", "host_cpu", "retrans");
   std::string srv_req = srv_us_per_req ? absl::StrFormat("%.2f", *srv_us_per_req)
                                        : std::string("-");
   std::string srv_cpu =
       srv_util ? absl::StrFormat("%.0f%%", *srv_util * 100) : std::string("-");
   absl::PrintF(
-      "%6d %8d %11.1f %9.2f %9.1f %9.1f %9.1f %9.1f %11s %8s %11.2f %6.0f%%\n",
+      "%6d %8d %11.1f %9.2f %9.1f %9.1f %9.1f %9.1f %11s %8s %11.2f %6.0f%% "
+      "%8.0f%% %8s\n",
       options.connections, options.size, rps, mib_per_s, p50, p99, p999, max,
-      srv_req, srv_cpu, lg_us_per_req, lg_util * 100);
+      srv_req, srv_cpu, lg_us_per_req, lg_util * 100, host_util * 100,
+      retrans);
 
   if (options.json) {
     auto num = [](std::optional<double> v) {
@@ -680,10 +746,13 @@ void PrintReport(const Options& options, const std::string& target,
         "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
         "\"mean_us\":%.2f,\"server_cpu_us_per_req\":%s,"
         "\"server_cpu_util\":%s,\"server_cpu_source\":\"%s\","
-        "\"loadgen_cpu_us_per_req\":%.4f,\"loadgen_cpu_util\":%.4f}\n",
+        "\"loadgen_cpu_us_per_req\":%.4f,\"loadgen_cpu_util\":%.4f,"
+        "\"tcp_retrans\":%s,\"host_cpu_util\":%s}\n",
         target, options.connections, options.size, r.requests, r.seconds, rps,
         mib_per_s, p50, p99, p999, max, mean, num(srv_us_per_req),
-        num(srv_util), r.server_cpu_source, lg_us_per_req, lg_util);
+        num(srv_util), r.server_cpu_source, lg_us_per_req, lg_util,
+        r.tcp_retrans ? retrans : std::string("null"),
+        r.host_busy_ns ? absl::StrFormat("%.4f", host_util) : "null");
   } else {
     std::string server;
     if (srv_us_per_req) {
@@ -696,9 +765,12 @@ void PrintReport(const Options& options, const std::string& target,
         "RESULT connections=%d size=%d requests=%d seconds=%.4f "
         "req_per_s=%.2f mib_per_s=%.4f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
         "max_us=%.2f mean_us=%.2f%s loadgen_cpu_us_per_req=%.4f "
-        "loadgen_cpu_util=%.4f\n",
+        "loadgen_cpu_util=%.4f%s%s\n",
         options.connections, options.size, r.requests, r.seconds, rps,
-        mib_per_s, p50, p99, p999, max, mean, server, lg_us_per_req, lg_util);
+        mib_per_s, p50, p99, p999, max, mean, server, lg_us_per_req, lg_util,
+        r.tcp_retrans ? absl::StrCat(" tcp_retrans=", retrans) : "",
+        r.host_busy_ns ? absl::StrFormat(" host_cpu_util=%.4f", host_util)
+                       : "");
   }
   std::fflush(stdout);
 }

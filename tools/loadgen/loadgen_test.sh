@@ -48,9 +48,11 @@ start_server
   --duration=1s --server_pid="$server_pid" >"$tmp/ok.out" 2>"$tmp/ok.err" ||
   fail "loadgen failed against a correct echo server"
 requests=$(result "$tmp/ok.out" requests)
-[ -n "$requests" ] && [ "$requests" -gt 0 ] || fail "no requests reported"
+[ "${requests:-0}" -gt 0 ] || fail "no requests reported"
 [ -n "$(result "$tmp/ok.out" server_cpu_us_per_req)" ] || fail "no server CPU"
-[ -n "$(result "$tmp/ok.out" p99_us)" ] || fail "no p99"
+for key in p50_us p99_us p999_us loadgen_cpu_us_per_req host_cpu_util tcp_retrans; do
+  [ -n "$(result "$tmp/ok.out" "$key")" ] || fail "no $key"
+done
 [ ! -s "$tmp/ok.err" ] || fail "unexpected stderr"
 echo "clean run: $requests requests"
 
@@ -85,8 +87,8 @@ echo "refused: $(cat "$tmp/refused.err")"
 # 5. Not loopback: refused before any packet is sent; bad flags exit 2.
 status=0
 "$loadgen" --host=192.0.2.1 --port=9 >/dev/null 2>"$tmp/remote.err" || status=$?
-[ "$status" -eq 2 ] && grep -q "not a loopback address" "$tmp/remote.err" ||
-  fail "non-loopback host: status $status"
+[ "$status" -eq 2 ] || fail "non-loopback host: exit status $status, want 2"
+grep -q "not a loopback address" "$tmp/remote.err" || fail "non-loopback: unclear error"
 status=0
 "$loadgen" --port=1 --size=0 >/dev/null 2>"$tmp/usage.err" || status=$?
 [ "$status" -eq 2 ] || fail "--size=0: exit status $status, want 2"
