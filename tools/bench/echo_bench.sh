@@ -23,6 +23,10 @@ usage: tools/bench/echo_bench.sh [flags]
   --warmup=D          warmup per cell (default: 1s; --quick: 200ms)
   --repeat=N          run each cell N times (fresh connections each time)
                       and report the run with the median req/s (default: 1)
+  --max_other_cpu=P   a run during which the rest of the host used more than
+                      P% of a CPU (e.g. a build) is retried (default: 15)
+  --tries=N           retries per run before keeping a disturbed one, marked
+                      "*" in the table (default: 6, 10 s apart)
   --quick             short durations, for a smoke test
   --server_cpu=N      CPU the server is pinned to (default: 0)
   --loadgen_cpu=N     CPU loadgen is pinned to (default: 1)
@@ -47,6 +51,8 @@ duration=""
 warmup=""
 quick=0
 repeat=1
+max_other_cpu=15
+tries=6
 server_cpu=0
 loadgen_cpu=1
 output=""
@@ -61,6 +67,8 @@ for arg in "$@"; do
     --duration=*) duration=${arg#*=} ;;
     --warmup=*) warmup=${arg#*=} ;;
     --repeat=*) repeat=${arg#*=} ;;
+    --max_other_cpu=*) max_other_cpu=${arg#*=} ;;
+    --tries=*) tries=${arg#*=} ;;
     --quick) quick=1 ;;
     --server_cpu=*) server_cpu=${arg#*=} ;;
     --loadgen_cpu=*) loadgen_cpu=${arg#*=} ;;
@@ -86,7 +94,7 @@ for s in "${server_list[@]}"; do
 done
 IFS=, read -r -a size_list <<<"$sizes"
 IFS=, read -r -a conn_list <<<"$conns"
-for n in "${size_list[@]}" "${conn_list[@]}" "$server_cpu" "$loadgen_cpu" "$repeat"; do
+for n in "${size_list[@]}" "${conn_list[@]}" "$server_cpu" "$loadgen_cpu" "$repeat" "$max_other_cpu" "$tries"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: '$n'"
 done
 
@@ -201,39 +209,45 @@ else
 fi
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/echo_bench.XXXXXX")
-server_pid=""
+declare -A pid port
 
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
+stop_servers() {
+  local s p
+  for s in "${!pid[@]}"; do kill -TERM "${pid[$s]}" 2>/dev/null || true; done
   for _ in $(seq 1 40); do
-    kill -0 "$server_pid" 2>/dev/null || break
+    p=""
+    for s in "${!pid[@]}"; do kill -0 "${pid[$s]}" 2>/dev/null && p=1; done
+    [ -n "$p" ] || break
     sleep 0.05
   done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
+  for s in "${!pid[@]}"; do
+    kill -KILL "${pid[$s]}" 2>/dev/null || true
+    wait "${pid[$s]}" 2>/dev/null || true
+    unset "pid[$s]"
+  done
 }
 
 cleanup() {
-  stop_server
+  stop_servers
   rm -rf "$workdir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Starts server $1 pinned; sets server_pid and port. The server must print
+# Starts server $1 pinned; sets pid[$1] and port[$1]. The server must print
 # its port on stdout within 10 s, as "...:PORT" or "port PORT".
 start_server() {
-  local name=$1
+  local name=$1 p=""
   server_command "$name"
   "${server_pin[@]}" "${server_cmd[@]}" --port=0 >"$workdir/$name.out" 2>"$workdir/$name.err" &
-  server_pid=$!
-  port=""
+  pid[$name]=$!
   for _ in $(seq 1 200); do
-    port=$(grep -oE '(:|port[= ])[0-9]+' "$workdir/$name.out" | head -n1 | grep -oE '[0-9]+$' || true)
-    [ -n "$port" ] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
+    p=$(grep -oE '(:|port[= ])[0-9]+' "$workdir/$name.out" | head -n1 | grep -oE '[0-9]+$' || true)
+    if [ -n "$p" ]; then
+      port[$name]=$p
+      return 0
+    fi
+    kill -0 "${pid[$name]}" 2>/dev/null || break
     sleep 0.05
   done
   cat "$workdir/$name.err" >&2
@@ -247,6 +261,70 @@ field() {
   echo "${v:--}"
 }
 
+# Prints the CPU the rest of the host used during RESULT line $1, in % of
+# one CPU (0 if unknown): host busy time less server's and loadgen's.
+other_cpu() {
+  awk -v host="$(field "$1" host_cpu_util)" -v srv="$(field "$1" server_cpu_util)" \
+    -v lg="$(field "$1" loadgen_cpu_util)" 'BEGIN {
+      if (host == "-" || srv == "-") { print 0; exit }
+      o = (host - srv - lg) * 100; printf "%d\n", (o > 0) ? o + 0.5 : 0 }'
+}
+
+# Runs loadgen once against server $1 with size $2 and $3 connections,
+# retrying while other work disturbs the run. Sets `result` (the RESULT
+# line) and `disturbed` ("*" if a disturbed run was kept); returns 1 on error.
+measure() {
+  local s=$1 size=$2 c=$3 try status other
+  disturbed=""
+  for ((try = 1; ; try++)); do
+    status=0
+    "${loadgen_pin[@]}" timeout --kill-after=5 "$cell_timeout" "$loadgen" \
+      --host=127.0.0.1 --port="${port[$s]}" --connections="$c" --size="$size" \
+      --duration="$duration" --warmup="$warmup" --server_pid="${pid[$s]}" \
+      >"$workdir/cell.out" 2>"$workdir/cell.err" || status=$?
+    result=$(grep '^RESULT ' "$workdir/cell.out" || true)
+    if ((status != 0)) || [ -z "$result" ]; then
+      note "$s size=$size conns=$c: loadgen failed (status $status): $(cat "$workdir/cell.err")"
+      return 1
+    fi
+    sed -n '3p' "$workdir/cell.out" | sed "s/^/echo_bench: $s /" >&2
+    sleep 0.2  # let the server reap the connections
+    other=$(other_cpu "$result")
+    ((other > max_other_cpu)) || return 0
+    if ((try >= tries)); then
+      note "keeping a disturbed run (other work used ${other}% of a CPU)"
+      disturbed="*"
+      return 0
+    fi
+    note "other work used ${other}% of a CPU during that run: retrying in 10 s"
+    sleep 10
+  done
+}
+
+# Prints the table row for server $1, size $2, $3 connections, from the
+# runs in runs[$1 $2 $3] ("REQ_PER_S RESULT..." lines): the median by req/s.
+row() {
+  local s=$1 size=$2 c=$3 sorted result range
+  mapfile -t sorted < <(printf '%s' "${runs[$s $size $c]}" | sort -g)
+  result=${sorted[$(((${#sorted[@]} - 1) / 2))]#* }
+  range="-"
+  if ((${#sorted[@]} > 1)); then
+    range=$(awk -v lo="${sorted[0]%% *}" -v hi="${sorted[-1]%% *}" \
+      'BEGIN { printf "%.0f–%.0f", lo, hi }')
+  fi
+  awk -v s="$s${marks[$s $size $c]:-}" -v size="$size" -v c="$c" -v range="$range" \
+    -v rps="$(field "$result" req_per_s)" -v mib="$(field "$result" mib_per_s)" \
+    -v p50="$(field "$result" p50_us)" -v p99="$(field "$result" p99_us)" \
+    -v cpu="$(field "$result" server_cpu_us_per_req)" \
+    -v util="$(field "$result" server_cpu_util)" \
+    -v lg="$(field "$result" loadgen_cpu_util)" \
+    -v host="$(field "$result" host_cpu_util)" \
+    -v retrans="$(field "$result" tcp_retrans)" 'BEGIN {
+      other = (host == "-") ? "-" : sprintf("%.0f%%", (host - util - lg) * 100)
+      printf "| %s | %d | %d | %.0f | %s | %.1f | %.0f | %.0f | %.2f | %.0f%% | %.0f%% | %s | %s |\n",
+        s, size, c, rps, range, mib, p50, p99, cpu, util * 100, lg * 100, other, retrans }'
+}
+
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the host is before we start, in % of one CPU: others' work skews
 # every number (see the "other CPU" column).
@@ -257,68 +335,54 @@ if ((busy_before > 10)); then
   note "warning: the host is already busy (${busy_before}% of a CPU before starting): numbers will be noisy"
 fi
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-rows=()
+
+# All servers run at once, idle but for the one under load, so that each
+# cell's runs alternate between servers: a drift in the machine's speed
+# (other VMs on the host, thermal) then hits every server alike.
 failures=0
+running=()
 for s in "${server_list[@]}"; do
-  if ! start_server "$s"; then
+  if start_server "$s"; then
+    note "$s: pid ${pid[$s]}, 127.0.0.1:${port[$s]}"
+    running+=("$s")
+  else
     note "$s: did not start (or print its port); skipping it"
-    stop_server
     failures=$((failures + 1))
-    continue
   fi
-  note "$s: pid $server_pid, 127.0.0.1:$port"
-  for size in "${size_list[@]}"; do
-    for c in "${conn_list[@]}"; do
-      if ! kill -0 "$server_pid" 2>/dev/null; then
-        note "$s: server died"
-        rows+=("| $s | $size | $c | server died |$(printf ' |%.0s' 1 2 3 4 5 6 7 8 9)")
-        failures=$((failures + 1))
-        continue
-      fi
-      # Run the cell $repeat times; keep the run with the median req/s.
-      results=()
-      for ((run = 1; run <= repeat; run++)); do
-        status=0
-        "${loadgen_pin[@]}" timeout --kill-after=5 "$cell_timeout" "$loadgen" \
-          --host=127.0.0.1 --port="$port" --connections="$c" --size="$size" \
-          --duration="$duration" --warmup="$warmup" --server_pid="$server_pid" \
-          >"$workdir/cell.out" 2>"$workdir/cell.err" || status=$?
-        result=$(grep '^RESULT ' "$workdir/cell.out" || true)
-        if ((status != 0)) || [ -z "$result" ]; then
-          note "$s size=$size conns=$c: loadgen failed (status $status): $(cat "$workdir/cell.err")"
-          results=()
-          break
+done
+
+declare -A runs marks failed
+rows=()
+for size in "${size_list[@]}"; do
+  for c in "${conn_list[@]}"; do
+    for ((run = 1; run <= repeat; run++)); do
+      for s in "${running[@]}"; do
+        [ -z "${failed[$s $size $c]:-}" ] || continue
+        if ! kill -0 "${pid[$s]}" 2>/dev/null; then
+          note "$s: server died"
+          failed[$s $size $c]="server died"
+          continue
         fi
-        sed -n '3p' "$workdir/cell.out" | sed "s/^/echo_bench: $s /" >&2
+        if ! measure "$s" "$size" "$c"; then
+          failed[$s $size $c]="error"
+          continue
+        fi
         [ -z "$raw" ] || echo "server=$s run=$run $result" >>"$workdir/raw"
-        results+=("$(field "$result" req_per_s) $result")
-        sleep 0.2  # let the server reap the connections
+        runs[$s $size $c]+="$(field "$result" req_per_s) $result"$'\n'
+        [ -z "$disturbed" ] || marks[$s $size $c]="*"
       done
-      if ((${#results[@]} == 0)); then
-        rows+=("| $s | $size | $c | error |$(printf ' |%.0s' 1 2 3 4 5 6 7 8 9)")
+    done
+    for s in "${running[@]}"; do
+      if [ -n "${failed[$s $size $c]:-}" ]; then
+        rows+=("| $s | $size | $c | ${failed[$s $size $c]} |$(printf ' |%.0s' 1 2 3 4 5 6 7 8 9)")
         failures=$((failures + 1))
-        continue
+      else
+        rows+=("$(row "$s" "$size" "$c")")
       fi
-      mapfile -t sorted < <(printf '%s\n' "${results[@]}" | sort -g)
-      result=${sorted[$(((${#sorted[@]} - 1) / 2))]#* }
-      range=$(awk -v lo="${sorted[0]%% *}" -v hi="${sorted[-1]%% *}" \
-        'BEGIN { printf "%.0f–%.0f", lo, hi }')
-      ((repeat > 1)) || range="-"
-      rows+=("$(awk -v s="$s" -v size="$size" -v c="$c" -v range="$range" \
-        -v rps="$(field "$result" req_per_s)" -v mib="$(field "$result" mib_per_s)" \
-        -v p50="$(field "$result" p50_us)" -v p99="$(field "$result" p99_us)" \
-        -v cpu="$(field "$result" server_cpu_us_per_req)" \
-        -v util="$(field "$result" server_cpu_util)" \
-        -v lg="$(field "$result" loadgen_cpu_util)" \
-        -v host="$(field "$result" host_cpu_util)" \
-        -v retrans="$(field "$result" tcp_retrans)" 'BEGIN {
-          other = (host == "-") ? "-" : sprintf("%.0f%%", (host - util - lg) * 100)
-          printf "| %s | %d | %d | %.0f | %s | %.1f | %.0f | %.0f | %.2f | %.0f%% | %.0f%% | %s | %s |",
-            s, size, c, rps, range, mib, p50, p99, cpu, util * 100, lg * 100, other, retrans }')")
     done
   done
-  stop_server
 done
+stop_servers
 
 {
   echo "Echo benchmark: $cpus CPUs ($cpu_model), kernel $(uname -r);"
@@ -326,7 +390,8 @@ done
   echo "median of $repeat run(s) by req/s; before the run: load average $load, ${busy_before}% of a CPU busy."
   echo "Latencies in µs; MiB/s is payload in each direction; other CPU = CPU the rest"
   echo "of the host used meanwhile; retrans = TCP segments the host retransmitted"
-  echo "during the median run (stalls). See docs/benchmarks.md."
+  echo "during the median run (stalls). A \"*\" marks a cell kept although other work"
+  echo "used more than ${max_other_cpu}% of a CPU during it. See docs/benchmarks.md."
   echo
   echo "| server | size (B) | conns | req/s | req/s range | MiB/s | p50 µs | p99 µs | server CPU µs/req | server CPU | loadgen CPU | other CPU | retrans |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
