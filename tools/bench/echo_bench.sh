@@ -320,7 +320,8 @@ row() {
     -v lg="$(field "$result" loadgen_cpu_util)" \
     -v host="$(field "$result" host_cpu_util)" \
     -v retrans="$(field "$result" tcp_retrans)" 'BEGIN {
-      other = (host == "-") ? "-" : sprintf("%.0f%%", (host - util - lg) * 100)
+      o = (host - util - lg) * 100
+      other = (host == "-") ? "-" : sprintf("%.0f%%", (o > -0.5 && o < 0.5) ? 0 : o)
       printf "| %s | %d | %d | %.0f | %s | %.1f | %.0f | %.0f | %.2f | %.0f%% | %.0f%% | %s | %s |\n",
         s, size, c, rps, range, mib, p50, p99, cpu, util * 100, lg * 100, other, retrans }'
 }
