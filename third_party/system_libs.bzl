@@ -9,8 +9,10 @@ To embed this project in a workspace that builds these libraries from source,
 replace `system_libs_repositories()` in WORKSPACE with the real repositories;
 no BUILD file of the project names a system path or a `-l` flag.
 
-Spec entries: a string starting with "-" is a literal link option; anything
-else is a pkg-config module name whose `--libs` are appended.
+Spec entries: a string starting with "-" is a literal link option; "<h>"
+names a header that must exist in /usr/include (for header-only libraries,
+which have no pkg-config module); anything else is a pkg-config module name
+whose `--libs` are appended.
 """
 
 _ABSL = {
@@ -67,16 +69,35 @@ _OPENSSL = {
     ":ssl": ["libssl", "libcrypto"],
 }
 
+# The echo servers that tools/bench/echo_bench.sh compares sluice with. Their
+# packages are not among ./bazelw's: echo_bench.sh installs them. Only targets
+# tagged `manual` (tools/bench/peers) may depend on these, so that
+# `bazel test //...` never fetches them.
+_LIBUV = {
+    ":uv": ["libuv"],  # libuv1-dev
+}
+
+_BOOST = {
+    # libboost-dev; Asio is header-only (Boost.System too, since 1.69).
+    ":asio": ["<boost/asio.hpp>", "-pthread"],
+}
+
 def _linkopts(rctx, pkg_config, spec):
     opts = []
     for item in spec:
         if item.startswith("-"):
             opts.append(item)
             continue
+        if item.startswith("<") and item.endswith(">"):
+            header = item[1:-1]
+            if not rctx.path("/usr/include/" + header).exists:
+                fail("header <%s> not found in /usr/include (is its -dev package installed? %s)" %
+                     (header, rctx.attr.install_hint))
+            continue
         res = rctx.execute([pkg_config, "--libs", item])
         if res.return_code != 0:
-            fail("pkg-config --libs %s failed (is its -dev package installed? run ./bazelw): %s" %
-                 (item, res.stderr))
+            fail("pkg-config --libs %s failed (is its -dev package installed? %s): %s" %
+                 (item, rctx.attr.install_hint, res.stderr))
         opts.extend([t for t in res.stdout.replace("\n", " ").replace("\t", " ").split(" ") if t])
     return opts
 
@@ -117,6 +138,10 @@ system_cc_repository = repository_rule(
             mandatory = True,
             doc = "label ('pkg' or 'pkg:name') -> pkg-config modules / literal link options",
         ),
+        "install_hint": attr.string(
+            default = "run ./bazelw, which installs it",
+            doc = "What to tell the user when a library is missing.",
+        ),
     },
     environ = ["PATH", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR"],
     local = True,
@@ -129,3 +154,9 @@ def system_libs_repositories():
     system_cc_repository(name = "com_google_googletest", targets = _GOOGLETEST)
     system_cc_repository(name = "com_google_benchmark", targets = _BENCHMARK)
     system_cc_repository(name = "openssl", targets = _OPENSSL)
+
+def benchmark_peer_repositories():
+    """Declares @libuv and @boost, for the benchmark peers only (see _LIBUV)."""
+    hint = "run tools/bench/echo_bench.sh, which installs it"
+    system_cc_repository(name = "libuv", targets = _LIBUV, install_hint = hint)
+    system_cc_repository(name = "boost", targets = _BOOST, install_hint = hint)

@@ -1,0 +1,875 @@
+// loadgen: a closed-loop ("ping-pong") load generator for echo servers.
+//
+// One thread, one epoll set, raw non-blocking sockets. Each of --connections
+// connections has exactly one request in flight: it sends --size bytes, waits
+// until exactly --size bytes have been echoed back (checking every byte), and
+// only then sends the next request. After --warmup, it measures for
+// --duration: requests completed, per-request latency (monotonic clock, from
+// the first send() of a request to the recv() that completes its echo) in a
+// log-linear histogram, and the CPU time this process and, with --server_pid,
+// the server consumed in that window; also how busy the whole host was (in
+// cores: more than server + loadgen means something else competed) and how
+// many TCP segments it retransmitted (a sign of stalls; see
+// ReadTcpRetransSegs).
+//
+//   loadgen --port=7000 --connections=100 --size=1024 --server_pid=1234
+//
+// Output: a header line, a human-readable table row, and one machine-readable
+// line (`RESULT key=value ...`, or a JSON object with --format=json).
+// Any error (connect refused, reset, a wrong echo byte, a server that stops
+// answering) is reported on stderr as "loadgen: error: ..." with exit status
+// 1; bad flags (and a non-loopback --host) exit with 2. The run is bounded:
+// it ends after connect + warmup + duration (+ up to 1 s for the requests in
+// flight to finish, so connections close cleanly), and a watchdog exits
+// (status 3) if it somehow does not.
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "tools/loadgen/latency_histogram.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Server address (numeric or a name). Must be a loopback address "
+          "unless --allow_non_loopback.");
+ABSL_FLAG(int, port, 0, "Server TCP port.");
+ABSL_FLAG(std::string, unix, "",
+          "Connect to this Unix-domain stream socket path instead of TCP.");
+ABSL_FLAG(bool, allow_non_loopback, false,
+          "Allow a --host that is not a loopback address.");
+ABSL_FLAG(int, connections, 10, "Number of connections, one request each.");
+ABSL_FLAG(int, size, 1024, "Bytes per request (and per echo).");
+ABSL_FLAG(absl::Duration, warmup, absl::Seconds(1),
+          "Load applied before measuring.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "Measured window.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),
+          "Time allowed to establish all connections.");
+ABSL_FLAG(absl::Duration, request_timeout, absl::Seconds(5),
+          "A request whose echo is not complete after this long is an error.");
+ABSL_FLAG(int, server_pid, 0,
+          "If set, also report the CPU time this process used during the "
+          "measured window, per request.");
+ABSL_FLAG(std::string, format, "text",
+          "Machine-readable line: 'text' (RESULT key=value ...) or 'json'.");
+
+namespace sluice::loadgen {
+namespace {
+
+constexpr int64_t kNanosPerSecond = 1'000'000'000;
+constexpr size_t kScratchBytes = 256 * 1024;
+// Request k of connection c sends the pattern starting at a varying offset,
+// so a stale, duplicated or misplaced byte is caught, not just a flipped one.
+constexpr size_t kPatternOffsets = 256;
+constexpr int kMaxEvents = 256;
+constexpr int64_t kStallCheckNanos = 100'000'000;
+// After the measured window, requests in flight get this long to finish, so
+// connections close cleanly (FIN) rather than with unread data (RST).
+constexpr int64_t kDrainNanos = 1'000'000'000;
+
+int64_t NowNanos(clockid_t clock = CLOCK_MONOTONIC) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return int64_t{ts.tv_sec} * kNanosPerSecond + ts.tv_nsec;
+}
+
+std::string Errno(int err) { return std::strerror(err); }
+
+// Reads the CPU time (user + system, all threads) consumed so far by a
+// process: the sum of /proc/PID/task/*/schedstat (nanoseconds, exact), or,
+// if the kernel has no schedstat, utime + stime from /proc/PID/stat (clock
+// ticks, usually 10 ms).
+class ProcessCpuClock {
+ public:
+  explicit ProcessCpuClock(pid_t pid) : pid_(pid) {}
+
+  absl::StatusOr<int64_t> ReadNanos() {
+    if (std::optional<int64_t> ns = ReadSchedstat()) {
+      source_ = "schedstat";
+      return *ns;
+    }
+    std::ifstream in(absl::StrCat("/proc/", pid_, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    size_t paren = stat.rfind(')');
+    if (stat.empty()) {
+      return absl::NotFoundError(
+          absl::StrFormat("server pid %d: cannot read /proc/%d/stat (has it "
+                          "exited?)",
+                          pid_, pid_));
+    }
+    if (paren == std::string::npos) {
+      return absl::InternalError(
+          absl::StrFormat("cannot parse /proc/%d/stat", pid_));
+    }
+    // Fields after "(comm)" start at field 3 (state); utime and stime are
+    // fields 14 and 15.
+    std::istringstream fields(stat.substr(paren + 1));
+    std::string field;
+    int64_t utime = -1, stime = -1;
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i == 14 && !absl::SimpleAtoi(field, &utime)) break;
+      if (i == 15 && !absl::SimpleAtoi(field, &stime)) break;
+    }
+    if (utime < 0 || stime < 0) {
+      return absl::InternalError(
+          absl::StrFormat("cannot parse utime/stime in /proc/%d/stat", pid_));
+    }
+    source_ = "stat";
+    return (utime + stime) * kNanosPerSecond / sysconf(_SC_CLK_TCK);
+  }
+
+  // "schedstat" or "stat": where the last reading came from.
+  const char* source() const { return source_; }
+
+ private:
+  std::optional<int64_t> ReadSchedstat() {
+    std::string dir = absl::StrCat("/proc/", pid_, "/task");
+    DIR* tasks = opendir(dir.c_str());
+    if (tasks == nullptr) return std::nullopt;
+    int64_t total = 0;
+    bool any = false;
+    while (dirent* entry = readdir(tasks)) {
+      if (entry->d_name[0] == '.') continue;
+      // A thread may exit between readdir and open: skip it.
+      std::ifstream in(absl::StrCat(dir, "/", entry->d_name, "/schedstat"));
+      int64_t on_cpu_ns;
+      if (in >> on_cpu_ns) {
+        total += on_cpu_ns;
+        any = true;
+      }
+    }
+    closedir(tasks);
+    if (!any) return std::nullopt;
+    return total;
+  }
+
+  pid_t pid_;
+  const char* source_ = "";
+};
+
+// The network namespace's count of retransmitted TCP segments (RetransSegs in
+// /proc/net/snmp), or nullopt if unreadable. Loopback loses next to nothing,
+// so retransmissions during a run are mostly spurious (a tail loss probe
+// fired because an ACK came later than 2 RTT + 2 jiffies) and each one marks
+// a connection that stalled for milliseconds: a run that is not steady-state.
+std::optional<int64_t> ReadTcpRetransSegs() {
+  std::ifstream in("/proc/net/snmp");
+  std::string names, values;
+  while (std::getline(in, names)) {
+    if (names.rfind("Tcp: ", 0) != 0 || !std::getline(in, values)) continue;
+    std::istringstream n(names), v(values);
+    std::string name, value;
+    while (n >> name && v >> value) {
+      int64_t count;
+      if (name == "RetransSegs" && absl::SimpleAtoi(value, &count)) {
+        return count;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// CPU time the whole host has been busy (all CPUs; user, system, irq,
+// softirq; not idle, iowait or steal), from /proc/stat, in nanoseconds.
+// During a run, whatever exceeds server + loadgen is other work competing
+// for the same cores.
+std::optional<int64_t> ReadHostBusyNanos() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  int64_t user, nice, system, idle, iowait, irq, softirq;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >>
+        softirq) ||
+      cpu != "cpu") {
+    return std::nullopt;
+  }
+  return (user + nice + system + irq + softirq) * kNanosPerSecond /
+         sysconf(_SC_CLK_TCK);
+}
+
+struct Options {
+  std::string host;
+  int port = 0;
+  std::string unix_path;
+  bool allow_non_loopback = false;
+  int connections = 0;
+  size_t size = 0;
+  int64_t warmup_ns = 0;
+  int64_t duration_ns = 0;
+  int64_t connect_timeout_ns = 0;
+  int64_t request_timeout_ns = 0;
+  pid_t server_pid = 0;
+  bool json = false;
+};
+
+struct Report {
+  uint64_t requests = 0;
+  double seconds = 0;
+  LatencyHistogram latency;
+  int64_t loadgen_cpu_ns = 0;
+  std::optional<int64_t> server_cpu_ns;
+  std::string server_cpu_source;
+  std::optional<int64_t> tcp_retrans;
+  std::optional<int64_t> host_busy_ns;
+};
+
+struct Connection {
+  int index = 0;
+  int fd = -1;
+  bool connected = false;
+  bool want_write = false;  // EPOLLOUT is in the interest set
+  bool in_flight = false;
+  uint64_t requests_started = 0;
+  const char* message = nullptr;  // the request in flight, inside pattern_
+  size_t sent = 0;
+  size_t received = 0;
+  int64_t started_ns = 0;
+};
+
+class LoadGenerator {
+ public:
+  explicit LoadGenerator(const Options& options)
+      : options_(options), connections_(options.connections) {}
+
+  ~LoadGenerator() {
+    for (Connection& c : connections_) {
+      if (c.fd >= 0) close(c.fd);
+    }
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+  }
+
+  LoadGenerator(const LoadGenerator&) = delete;
+  LoadGenerator& operator=(const LoadGenerator&) = delete;
+
+  // Resolves the target and opens every connection, bounded by
+  // --connect_timeout.
+  absl::Status Connect();
+
+  // Runs the warmup and the measured window; returns what was measured.
+  absl::StatusOr<Report> Run();
+
+  const std::string& target() const { return target_; }
+
+ private:
+  absl::Status ResolveTarget();
+  absl::Status StartConnect(Connection& c);
+  absl::Status FinishConnect(Connection& c);
+  absl::Status SetInterest(Connection& c, uint32_t events);
+  absl::Status StartRequest(Connection& c);
+  absl::Status Send(Connection& c);
+  absl::Status Receive(Connection& c);
+  absl::Status CheckStalls(int64_t now);
+  absl::Status ConnectionError(const Connection& c,
+                               std::string_view what) const;
+
+  Options options_;
+  std::vector<Connection> connections_;
+  int epoll_fd_ = -1;
+  sockaddr_storage address_{};
+  socklen_t address_len_ = 0;
+  std::string target_;
+  std::vector<char> pattern_;  // size + kPatternOffsets bytes
+  std::vector<char> scratch_;  // receive buffer, shared by all connections
+  bool measuring_ = false;
+  bool stopping_ = false;  // no new requests
+  int in_flight_ = 0;       // connections with a request in flight
+  Report report_;
+};
+
+bool IsLoopback(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+           in6->sin6_addr.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+absl::Status LoadGenerator::ResolveTarget() {
+  if (!options_.unix_path.empty()) {
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    if (options_.unix_path.size() >= sizeof(un.sun_path)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--unix path too long: %s", options_.unix_path));
+    }
+    std::memcpy(un.sun_path, options_.unix_path.data(),
+                options_.unix_path.size());
+    std::memcpy(&address_, &un, sizeof(un));
+    address_len_ = sizeof(un);
+    target_ = absl::StrCat("unix:", options_.unix_path);
+    return absl::OkStatus();
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* result = nullptr;
+  std::string port = absl::StrCat(options_.port);
+  int rc = getaddrinfo(options_.host.c_str(), port.c_str(), &hints, &result);
+  if (rc != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "cannot resolve --host=%s: %s", options_.host, gai_strerror(rc)));
+  }
+  std::memcpy(&address_, result->ai_addr, result->ai_addrlen);
+  address_len_ = result->ai_addrlen;
+  freeaddrinfo(result);
+
+  char text[INET6_ADDRSTRLEN] = "?";
+  const sockaddr* sa = reinterpret_cast<const sockaddr*>(&address_);
+  if (sa->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr,
+              text, sizeof(text));
+    target_ = absl::StrCat(text, ":", options_.port);
+  } else {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr,
+              text, sizeof(text));
+    target_ = absl::StrCat("[", text, "]:", options_.port);
+  }
+  if (!IsLoopback(sa) && !options_.allow_non_loopback) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--host=%s is %s, not a loopback address; pass --allow_non_loopback "
+        "to load a remote server",
+        options_.host, text));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadGenerator::ConnectionError(const Connection& c,
+                                            std::string_view what) const {
+  return absl::UnavailableError(absl::StrFormat(
+      "connection %d to %s: %s", c.index, target_, what));
+}
+
+absl::Status LoadGenerator::SetInterest(Connection& c, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = &c;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev) != 0) {
+    return absl::InternalError(absl::StrCat("epoll_ctl: ", Errno(errno)));
+  }
+  c.want_write = (events & EPOLLOUT) != 0;
+  return absl::OkStatus();
+}
+
+// Starts a non-blocking connect. Leaves c.fd == -1 (to retry later) when a
+// Unix socket's listen backlog is full.
+absl::Status LoadGenerator::StartConnect(Connection& c) {
+  const sockaddr* sa = reinterpret_cast<const sockaddr*>(&address_);
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("socket: ", Errno(errno)));
+  }
+  if (sa->sa_family != AF_UNIX) {
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+      int err = errno;
+      close(fd);
+      return absl::InternalError(absl::StrCat("TCP_NODELAY: ", Errno(err)));
+    }
+  }
+  if (connect(fd, sa, address_len_) == 0) {
+    c.connected = true;
+  } else if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+    close(fd);
+    return absl::OkStatus();
+  } else if (errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    std::string hint = err == ECONNREFUSED || err == ENOENT
+                           ? " (is the server running?)"
+                           : "";
+    return ConnectionError(c,
+                           absl::StrCat("connect failed: ", Errno(err), hint));
+  }
+  c.fd = fd;
+  epoll_event ev{};
+  ev.events = c.connected ? EPOLLIN : EPOLLOUT;
+  ev.data.ptr = &c;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return absl::InternalError(absl::StrCat("epoll_ctl: ", Errno(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadGenerator::FinishConnect(Connection& c) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err != 0) {
+    std::string hint = err == ECONNREFUSED ? " (is the server running?)" : "";
+    return ConnectionError(c,
+                           absl::StrCat("connect failed: ", Errno(err), hint));
+  }
+  c.connected = true;
+  return SetInterest(c, EPOLLIN);
+}
+
+absl::Status LoadGenerator::Connect() {
+  if (absl::Status s = ResolveTarget(); !s.ok()) return s;
+
+  // Pseudo-random bytes: a shifted or stale byte is unlikely to match.
+  pattern_.resize(options_.size + kPatternOffsets);
+  uint32_t x = 2463534242u;
+  for (char& b : pattern_) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b = static_cast<char>(x >> 24);
+  }
+  scratch_.resize(kScratchBytes);
+
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) {
+    return absl::InternalError(absl::StrCat("epoll_create1: ", Errno(errno)));
+  }
+  for (int i = 0; i < options_.connections; ++i) connections_[i].index = i;
+
+  const int64_t deadline = NowNanos() + options_.connect_timeout_ns;
+  std::vector<epoll_event> events(kMaxEvents);
+  for (;;) {
+    int pending = 0;
+    for (Connection& c : connections_) {
+      if (c.fd < 0) {
+        if (absl::Status s = StartConnect(c); !s.ok()) return s;
+      }
+      if (!c.connected) ++pending;
+    }
+    if (pending == 0) return absl::OkStatus();
+    int64_t now = NowNanos();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "%d of %d connections to %s not established after %s", pending,
+          options_.connections, target_,
+          absl::FormatDuration(absl::Nanoseconds(options_.connect_timeout_ns))));
+    }
+    int timeout_ms = static_cast<int>(
+        std::min<int64_t>((deadline - now) / 1'000'000 + 1, 10));
+    int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      return absl::InternalError(absl::StrCat("epoll_wait: ", Errno(errno)));
+    }
+    for (int i = 0; i < n; ++i) {
+      auto* c = static_cast<Connection*>(events[i].data.ptr);
+      if (c->connected) continue;
+      if (absl::Status s = FinishConnect(*c); !s.ok()) return s;
+    }
+  }
+}
+
+absl::Status LoadGenerator::StartRequest(Connection& c) {
+  size_t offset =
+      (c.requests_started * 97 + static_cast<size_t>(c.index) * 31) %
+      kPatternOffsets;
+  ++c.requests_started;
+  c.message = pattern_.data() + offset;
+  c.sent = 0;
+  c.received = 0;
+  c.in_flight = true;
+  ++in_flight_;
+  c.started_ns = NowNanos();
+  return Send(c);
+}
+
+absl::Status LoadGenerator::Send(Connection& c) {
+  const size_t size = options_.size;
+  while (c.sent < size) {
+    ssize_t n = send(c.fd, c.message + c.sent, size - c.sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // Partial write: finish it when the socket is writable again, while
+      // still reading the echo of what went out (a server that echoes a
+      // large message as it arrives needs that to make progress).
+      return c.want_write ? absl::OkStatus()
+                          : SetInterest(c, EPOLLIN | EPOLLOUT);
+    } else {
+      return ConnectionError(
+          c, absl::StrCat("send failed: ", Errno(n < 0 ? errno : EIO)));
+    }
+  }
+  return c.want_write ? SetInterest(c, EPOLLIN) : absl::OkStatus();
+}
+
+absl::Status LoadGenerator::Receive(Connection& c) {
+  const size_t size = options_.size;
+  for (;;) {
+    ssize_t n = recv(c.fd, scratch_.data(), scratch_.size(), 0);
+    if (n == 0) {
+      return ConnectionError(
+          c, absl::StrFormat("server closed the connection (after %d "
+                             "requests; %d of %d bytes of the current echo "
+                             "received)",
+                             c.requests_started - 1, c.received, size));
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::OkStatus();
+      return ConnectionError(c, absl::StrCat("recv failed: ", Errno(errno)));
+    }
+    const size_t got = static_cast<size_t>(n);
+    if (!c.in_flight || c.received + got > c.sent) {
+      return ConnectionError(
+          c, absl::StrFormat("server sent %d bytes more than it was sent "
+                             "(request %d: sent %d, echo had %d)",
+                             c.received + got - c.sent,
+                             c.requests_started - 1, c.sent, c.received));
+    }
+    const char* want = c.message + c.received;
+    if (std::memcmp(scratch_.data(), want, got) != 0) {
+      size_t i = 0;
+      while (scratch_[i] == want[i]) ++i;
+      return ConnectionError(
+          c, absl::StrFormat("wrong echo byte at offset %d of request %d: "
+                             "got 0x%02x, want 0x%02x",
+                             c.received + i, c.requests_started - 1,
+                             static_cast<uint8_t>(scratch_[i]),
+                             static_cast<uint8_t>(want[i])));
+    }
+    c.received += got;
+    if (c.received == size) {
+      c.in_flight = false;
+      --in_flight_;
+      if (measuring_) {
+        report_.latency.Record(
+            static_cast<uint64_t>(NowNanos() - c.started_ns));
+      }
+      // The next echo cannot have arrived yet: back to epoll after sending.
+      return stopping_ ? absl::OkStatus() : StartRequest(c);
+    }
+    // A short read drained the socket; level-triggered epoll reports more.
+    if (got < scratch_.size()) return absl::OkStatus();
+  }
+}
+
+absl::Status LoadGenerator::CheckStalls(int64_t now) {
+  for (const Connection& c : connections_) {
+    if (c.in_flight && now - c.started_ns > options_.request_timeout_ns) {
+      return ConnectionError(
+          c, absl::StrFormat(
+                 "no complete echo within %s (request %d: sent %d of %d "
+                 "bytes, received %d)",
+                 absl::FormatDuration(
+                     absl::Nanoseconds(options_.request_timeout_ns)),
+                 c.requests_started - 1, c.sent, options_.size, c.received));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Report> LoadGenerator::Run() {
+  std::optional<ProcessCpuClock> server_cpu;
+  int64_t server_cpu_start = 0;
+  int64_t loadgen_cpu_start = 0;
+  int64_t window_start = 0;
+  std::optional<int64_t> retrans_start;
+  std::optional<int64_t> host_busy_start;
+  if (options_.server_pid > 0) server_cpu.emplace(options_.server_pid);
+  const bool tcp = options_.unix_path.empty();
+
+  const int64_t start = NowNanos();
+  const int64_t measure_at = start + options_.warmup_ns;
+  const int64_t stop_at = measure_at + options_.duration_ns;
+  for (Connection& c : connections_) {
+    if (absl::Status s = StartRequest(c); !s.ok()) return s;
+  }
+
+  std::vector<epoll_event> events(kMaxEvents);
+  int64_t next_stall_check = start + kStallCheckNanos;
+  int64_t drain_until = 0;
+  for (;;) {
+    int64_t now = NowNanos();
+    if (!measuring_ && now >= measure_at) {
+      if (server_cpu) {
+        absl::StatusOr<int64_t> ns = server_cpu->ReadNanos();
+        if (!ns.ok()) return ns.status();
+        server_cpu_start = *ns;
+      }
+      if (tcp) retrans_start = ReadTcpRetransSegs();
+      host_busy_start = ReadHostBusyNanos();
+      loadgen_cpu_start = NowNanos(CLOCK_PROCESS_CPUTIME_ID);
+      window_start = now = NowNanos();
+      measuring_ = true;
+    }
+    if (!stopping_ && now >= stop_at) {
+      report_.seconds =
+          static_cast<double>(now - window_start) / kNanosPerSecond;
+      report_.loadgen_cpu_ns =
+          NowNanos(CLOCK_PROCESS_CPUTIME_ID) - loadgen_cpu_start;
+      if (server_cpu) {
+        absl::StatusOr<int64_t> ns = server_cpu->ReadNanos();
+        if (!ns.ok()) return ns.status();
+        report_.server_cpu_ns = *ns - server_cpu_start;
+        report_.server_cpu_source = server_cpu->source();
+      }
+      if (host_busy_start) {
+        if (std::optional<int64_t> end = ReadHostBusyNanos()) {
+          report_.host_busy_ns = *end - *host_busy_start;
+        }
+      }
+      if (retrans_start) {
+        if (std::optional<int64_t> end = ReadTcpRetransSegs()) {
+          report_.tcp_retrans = *end - *retrans_start;
+        }
+      }
+      stopping_ = true;
+      drain_until = now + kDrainNanos;
+    }
+    if (stopping_ && (in_flight_ == 0 || now >= drain_until)) break;
+    if (!stopping_ && now >= next_stall_check) {
+      if (absl::Status s = CheckStalls(now); !s.ok()) return s;
+      next_stall_check = now + kStallCheckNanos;
+    }
+    int64_t wake = stopping_ ? drain_until
+                             : std::min(measuring_ ? stop_at : measure_at,
+                                        next_stall_check);
+    // Round up, so we never wake early and spin.
+    int timeout_ms = static_cast<int>((wake - now + 999'999) / 1'000'000);
+    int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("epoll_wait: ", Errno(errno)));
+    }
+    for (int i = 0; i < n; ++i) {
+      Connection& c = *static_cast<Connection*>(events[i].data.ptr);
+      const uint32_t ev = events[i].events;
+      // EPOLLERR/EPOLLHUP: recv() reports the reason (reset, EOF).
+      if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        if (absl::Status s = Receive(c); !s.ok()) return s;
+      }
+      if ((ev & EPOLLOUT) && c.in_flight && c.sent < options_.size) {
+        if (absl::Status s = Send(c); !s.ok()) return s;
+      }
+    }
+  }
+  report_.requests = report_.latency.count();
+  if (report_.requests == 0) {
+    return absl::UnavailableError(absl::StrFormat(
+        "no request to %s completed during the %.3f s measured window",
+        target_, report_.seconds));
+  }
+  return std::move(report_);
+}
+
+double Micros(uint64_t nanos) { return static_cast<double>(nanos) / 1000.0; }
+
+void PrintReport(const Options& options, const std::string& target,
+                 const Report& r) {
+  const double rps = static_cast<double>(r.requests) / r.seconds;
+  // Payload bytes per second in one direction (sent == echoed back).
+  const double mib_per_s =
+      rps * static_cast<double>(options.size) / (1024.0 * 1024.0);
+  const double p50 = Micros(r.latency.ValueAtQuantile(0.50));
+  const double p99 = Micros(r.latency.ValueAtQuantile(0.99));
+  const double p999 = Micros(r.latency.ValueAtQuantile(0.999));
+  const double max = Micros(r.latency.max());
+  const double mean = r.latency.mean() / 1000.0;
+  const double window_ns = r.seconds * kNanosPerSecond;
+  const double lg_us_per_req =
+      static_cast<double>(r.loadgen_cpu_ns) / 1000.0 / r.requests;
+  const double lg_util = r.loadgen_cpu_ns / window_ns;
+  const double host_util =
+      r.host_busy_ns ? *r.host_busy_ns / window_ns : std::nan("");
+  const std::string retrans =
+      r.tcp_retrans ? absl::StrCat(*r.tcp_retrans) : std::string("-");
+  std::optional<double> srv_us_per_req, srv_util;
+  if (r.server_cpu_ns) {
+    srv_us_per_req = static_cast<double>(*r.server_cpu_ns) / 1000.0 / r.requests;
+    srv_util = *r.server_cpu_ns / window_ns;
+  }
+
+  absl::PrintF(
+      "loadgen: %s, %d connections x %d bytes, 1 request in flight each; "
+      "%s warmup, %.3f s measured; MiB/s = payload in each direction\n",
+      target, options.connections, options.size,
+      absl::FormatDuration(absl::Nanoseconds(options.warmup_ns)), r.seconds);
+  absl::PrintF(
+      "%6s %8s %11s %9s %9s %9s %9s %9s %11s %8s %11s %7s %9s %8s\n", "conns",
+      "size", "req/s", "MiB/s", "p50_us", "p99_us", "p99.9_us", "max_us",
+      "srv_us/req", "srv_cpu", "lg_us/req", "lg_cpu", "host_cpu", "retrans");
+  std::string srv_req = srv_us_per_req ? absl::StrFormat("%.2f", *srv_us_per_req)
+                                       : std::string("-");
+  std::string srv_cpu =
+      srv_util ? absl::StrFormat("%.0f%%", *srv_util * 100) : std::string("-");
+  absl::PrintF(
+      "%6d %8d %11.1f %9.2f %9.1f %9.1f %9.1f %9.1f %11s %8s %11.2f %6.0f%% "
+      "%8.0f%% %8s\n",
+      options.connections, options.size, rps, mib_per_s, p50, p99, p999, max,
+      srv_req, srv_cpu, lg_us_per_req, lg_util * 100, host_util * 100,
+      retrans);
+
+  if (options.json) {
+    auto num = [](std::optional<double> v) {
+      return v ? absl::StrFormat("%.4f", *v) : std::string("null");
+    };
+    absl::PrintF(
+        "{\"target\":\"%s\",\"connections\":%d,\"size\":%d,\"requests\":%d,"
+        "\"seconds\":%.4f,\"req_per_s\":%.2f,\"mib_per_s\":%.4f,"
+        "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
+        "\"mean_us\":%.2f,\"server_cpu_us_per_req\":%s,"
+        "\"server_cpu_util\":%s,\"server_cpu_source\":\"%s\","
+        "\"loadgen_cpu_us_per_req\":%.4f,\"loadgen_cpu_util\":%.4f,"
+        "\"tcp_retrans\":%s,\"host_cpu_util\":%s}\n",
+        target, options.connections, options.size, r.requests, r.seconds, rps,
+        mib_per_s, p50, p99, p999, max, mean, num(srv_us_per_req),
+        num(srv_util), r.server_cpu_source, lg_us_per_req, lg_util,
+        r.tcp_retrans ? retrans : std::string("null"),
+        r.host_busy_ns ? absl::StrFormat("%.4f", host_util) : "null");
+  } else {
+    std::string server;
+    if (srv_us_per_req) {
+      server = absl::StrFormat(
+          " server_cpu_us_per_req=%.4f server_cpu_util=%.4f "
+          "server_cpu_source=%s",
+          *srv_us_per_req, *srv_util, r.server_cpu_source);
+    }
+    absl::PrintF(
+        "RESULT connections=%d size=%d requests=%d seconds=%.4f "
+        "req_per_s=%.2f mib_per_s=%.4f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
+        "max_us=%.2f mean_us=%.2f%s loadgen_cpu_us_per_req=%.4f "
+        "loadgen_cpu_util=%.4f%s%s\n",
+        options.connections, options.size, r.requests, r.seconds, rps,
+        mib_per_s, p50, p99, p999, max, mean, server, lg_us_per_req, lg_util,
+        r.tcp_retrans ? absl::StrCat(" tcp_retrans=", retrans) : "",
+        r.host_busy_ns ? absl::StrFormat(" host_cpu_util=%.4f", host_util)
+                       : "");
+  }
+  std::fflush(stdout);
+}
+
+absl::StatusOr<Options> OptionsFromFlags() {
+  Options o;
+  o.host = absl::GetFlag(FLAGS_host);
+  o.port = absl::GetFlag(FLAGS_port);
+  o.unix_path = absl::GetFlag(FLAGS_unix);
+  o.allow_non_loopback = absl::GetFlag(FLAGS_allow_non_loopback);
+  o.connections = absl::GetFlag(FLAGS_connections);
+  int size = absl::GetFlag(FLAGS_size);
+  o.server_pid = absl::GetFlag(FLAGS_server_pid);
+  std::string format = absl::GetFlag(FLAGS_format);
+  auto nanos = [](absl::Duration d) { return absl::ToInt64Nanoseconds(d); };
+  o.warmup_ns = nanos(absl::GetFlag(FLAGS_warmup));
+  o.duration_ns = nanos(absl::GetFlag(FLAGS_duration));
+  o.connect_timeout_ns = nanos(absl::GetFlag(FLAGS_connect_timeout));
+  o.request_timeout_ns = nanos(absl::GetFlag(FLAGS_request_timeout));
+
+  if (o.unix_path.empty() == (o.port == 0)) {
+    return absl::InvalidArgumentError("pass exactly one of --port, --unix");
+  }
+  if (o.port < 0 || o.port > 65535) {
+    return absl::InvalidArgumentError("--port must be in [1, 65535]");
+  }
+  if (o.connections < 1 || o.connections > 100000) {
+    return absl::InvalidArgumentError("--connections must be in [1, 100000]");
+  }
+  if (size < 1 || size > (64 << 20)) {
+    return absl::InvalidArgumentError("--size must be in [1, 64 MiB]");
+  }
+  o.size = static_cast<size_t>(size);
+  if (o.duration_ns <= 0 || o.warmup_ns < 0 || o.connect_timeout_ns <= 0 ||
+      o.request_timeout_ns <= 0) {
+    return absl::InvalidArgumentError(
+        "--duration, --connect_timeout and --request_timeout must be "
+        "positive, --warmup not negative");
+  }
+  if (o.warmup_ns + o.duration_ns > nanos(absl::Hours(24))) {
+    return absl::InvalidArgumentError("--warmup + --duration exceeds a day");
+  }
+  if (format != "text" && format != "json") {
+    return absl::InvalidArgumentError("--format must be 'text' or 'json'");
+  }
+  o.json = format == "json";
+  if (o.server_pid < 0 ||
+      (o.server_pid > 0 &&
+       access(absl::StrCat("/proc/", o.server_pid).c_str(), F_OK) != 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--server_pid=%d: no such process", o.server_pid));
+  }
+  // One fd per connection, plus a few.
+  rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+      nofile.rlim_cur < static_cast<rlim_t>(o.connections) + 16) {
+    nofile.rlim_cur =
+        std::min<rlim_t>(nofile.rlim_max, o.connections + 16);
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  return o;
+}
+
+void OnWatchdog(int) {
+  static const char kMessage[] =
+      "loadgen: error: watchdog: the run did not end in time\n";
+  (void)!write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  _exit(3);
+}
+
+}  // namespace
+}  // namespace sluice::loadgen
+
+int main(int argc, char** argv) {
+  using namespace sluice::loadgen;  // NOLINT: a main of this namespace.
+  absl::SetProgramUsageMessage(
+      "Closed-loop echo load generator: --port=P [--connections=N --size=B "
+      "--duration=10s --warmup=1s --server_pid=PID --format=text|json]");
+  absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<Options> options = OptionsFromFlags();
+  if (!options.ok()) {
+    absl::FPrintF(stderr, "loadgen: %s\n", options.status().message());
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  // Belt and braces: every wait below is bounded, but never hang a script.
+  signal(SIGALRM, OnWatchdog);
+  alarm(static_cast<unsigned>(
+      (options->connect_timeout_ns + options->warmup_ns +
+       options->duration_ns) / kNanosPerSecond + 10));
+
+  LoadGenerator generator(*options);
+  absl::Status connected = generator.Connect();
+  absl::StatusOr<Report> report =
+      connected.ok() ? generator.Run() : absl::StatusOr<Report>(connected);
+  if (!report.ok()) {
+    absl::FPrintF(stderr, "loadgen: error: %s\n", report.status().message());
+    return absl::IsInvalidArgument(report.status()) ? 2 : 1;
+  }
+  PrintReport(*options, generator.target(), *report);
+  return 0;
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Runs loadgen against :test_echo_server: a clean run must report requests
+# and CPU; a corrupted echo, a refused connection and a non-loopback host
+# must fail with a clear message.
+set -euo pipefail
+
+dir="$TEST_SRCDIR/$TEST_WORKSPACE/tools/loadgen"
+loadgen="$dir/loadgen"
+server_bin="$dir/test_echo_server"
+tmp="$TEST_TMPDIR"
+
+server_pid=""
+trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true' EXIT
+
+fail() {
+  echo "FAIL: $*"
+  for f in "$tmp"/*.out "$tmp"/*.err; do [ -s "$f" ] && { echo "--- $f"; cat "$f"; }; done
+  exit 1
+}
+
+# Starts the test server with the given flags; sets server_pid and port.
+start_server() {
+  "$server_bin" --lifetime=50s "$@" >"$tmp/server.out" 2>"$tmp/server.err" &
+  server_pid=$!
+  port=""
+  for _ in $(seq 1 100); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/server.out")
+    [ -n "$port" ] && return 0
+    sleep 0.05
+  done
+  fail "test server did not print its port"
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# Prints the value of KEY in the RESULT line of file $1.
+result() {
+  sed -n 's/^RESULT .*\<'"$2"'=\([^ ]*\).*/\1/p' "$1"
+}
+
+# 1. A clean run, with server CPU accounting.
+start_server
+"$loadgen" --port="$port" --connections=4 --size=1024 --warmup=200ms \
+  --duration=1s --server_pid="$server_pid" >"$tmp/ok.out" 2>"$tmp/ok.err" ||
+  fail "loadgen failed against a correct echo server"
+requests=$(result "$tmp/ok.out" requests)
+[ "${requests:-0}" -gt 0 ] || fail "no requests reported"
+[ -n "$(result "$tmp/ok.out" server_cpu_us_per_req)" ] || fail "no server CPU"
+for key in p50_us p99_us p999_us loadgen_cpu_us_per_req host_cpu_util tcp_retrans; do
+  [ -n "$(result "$tmp/ok.out" "$key")" ] || fail "no $key"
+done
+[ ! -s "$tmp/ok.err" ] || fail "unexpected stderr"
+echo "clean run: $requests requests"
+
+# 2. Large messages (partial writes, echo arriving while still sending), JSON.
+"$loadgen" --port="$port" --connections=2 --size=1000000 --warmup=0s \
+  --duration=300ms --format=json >"$tmp/big.out" 2>"$tmp/big.err" ||
+  fail "loadgen failed with 1 MB messages"
+grep -q '"requests":[1-9]' "$tmp/big.out" || fail "no requests in JSON"
+grep -q '"server_cpu_us_per_req":null' "$tmp/big.out" || fail "JSON server CPU"
+stop_server
+
+# 3. The server flips one byte: loadgen must say so and exit 1.
+start_server --corrupt_at=5000
+status=0
+"$loadgen" --port="$port" --connections=4 --size=1024 --warmup=0s \
+  --duration=1s >"$tmp/corrupt.out" 2>"$tmp/corrupt.err" || status=$?
+[ "$status" -eq 1 ] || fail "corrupted echo: exit status $status, want 1"
+grep -q "wrong echo byte at offset 904 of request 4" "$tmp/corrupt.err" ||
+  fail "corrupted echo: unclear error"
+! grep -q '^RESULT' "$tmp/corrupt.out" || fail "corrupted echo: RESULT printed"
+echo "corrupted echo: $(cat "$tmp/corrupt.err")"
+stop_server
+
+# 4. Nobody listens on the port any more: connection refused, exit 1.
+status=0
+"$loadgen" --port="$port" --connections=4 --duration=1s \
+  >"$tmp/refused.out" 2>"$tmp/refused.err" || status=$?
+[ "$status" -eq 1 ] || fail "refused: exit status $status, want 1"
+grep -q "Connection refused" "$tmp/refused.err" || fail "refused: unclear error"
+echo "refused: $(cat "$tmp/refused.err")"
+
+# 5. Not loopback: refused before any packet is sent; bad flags exit 2.
+status=0
+"$loadgen" --host=192.0.2.1 --port=9 >/dev/null 2>"$tmp/remote.err" || status=$?
+[ "$status" -eq 2 ] || fail "non-loopback host: exit status $status, want 2"
+grep -q "not a loopback address" "$tmp/remote.err" || fail "non-loopback: unclear error"
+status=0
+"$loadgen" --port=1 --size=0 >/dev/null 2>"$tmp/usage.err" || status=$?
+[ "$status" -eq 2 ] || fail "--size=0: exit status $status, want 2"
+
+echo "loadgen_test OK"
