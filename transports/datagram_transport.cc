@@ -41,11 +41,9 @@ DatagramSocketTransport& DatagramSocketTransport::Create(
   loop.Adopt(std::unique_ptr<LoopOwned>(transport));
   loop.CallSoon([transport] {
     transport->connection_made_ = true;
-    absl::Status made = CallProtocol(
-        transport->loop_, "protocol ConnectionMade() failed",
-        transport->local_.has_value() ? transport->local_->ToString() : "",
-        [transport] { transport->protocol_->ConnectionMade(*transport); });
-    if (!made.ok()) transport->ForceClose(made);
+    transport->Call("protocol ConnectionMade() failed", [transport] {
+      transport->protocol_->ConnectionMade(*transport);
+    });
   });
   loop.CallSoon([transport] {
     transport->read_started_ = true;
@@ -75,6 +73,20 @@ DatagramSocketTransport::~DatagramSocketTransport() {
     loop_.UnwatchFd(fd_);
     close(fd_);
   }
+}
+
+std::string DatagramSocketTransport::Describe() const {
+  if (peer_.has_value()) return peer_->ToString();
+  return local_.has_value() ? local_->ToString() : "datagram endpoint";
+}
+
+bool DatagramSocketTransport::Call(const char* what,
+                                   absl::FunctionRef<void()> callback) {
+  absl::Status called =
+      CallProtocol(loop_, what, [this] { return Describe(); }, callback);
+  if (called.ok()) return true;
+  ForceClose(called);
+  return false;
 }
 
 void DatagramSocketTransport::UpdateInterest() {
@@ -108,26 +120,20 @@ void DatagramSocketTransport::HandleReadable() {
       if (error == EAGAIN || error == EWOULDBLOCK) return;
       if (error == EINTR) continue;
       // E.g. ECONNREFUSED: an ICMP error for an earlier send.
-      absl::Status received = CallProtocol(
-          loop_, "protocol ErrorReceived() failed", "datagram endpoint", [&] {
-            protocol_->ErrorReceived(SocketError(
-                error, "receive on",
-                local_.has_value() ? local_->ToString() : ""));
-          });
-      if (!received.ok()) ForceClose(received);
+      if (!Call("protocol ErrorReceived() failed", [&] {
+            protocol_->ErrorReceived(
+                SocketError(error, "receive on", Describe()));
+          })) {
+        return;
+      }
       continue;
     }
     SocketAddress sender = SocketAddress::FromSockaddr(
         reinterpret_cast<sockaddr*>(&from), length);
-    absl::Status delivered =
-        CallProtocol(loop_, "protocol DatagramReceived() failed",
-                     sender.ToString(), [&] {
-                       protocol_->DatagramReceived(
-                           std::string_view(buffer, static_cast<size_t>(n)),
-                           sender);
-                     });
-    if (!delivered.ok()) {
-      ForceClose(delivered);
+    if (!Call("protocol DatagramReceived() failed", [&] {
+          protocol_->DatagramReceived(
+              std::string_view(buffer, static_cast<size_t>(n)), sender);
+        })) {
       return;
     }
   }
@@ -148,11 +154,8 @@ void DatagramSocketTransport::ReportErrorReceived(absl::Status error) {
   // transport causes.
   loop_.CallSoon([this, error = std::move(error)] {
     if (lost_) return;
-    absl::Status received =
-        CallProtocol(loop_, "protocol ErrorReceived() failed",
-                     "datagram endpoint",
-                     [&] { protocol_->ErrorReceived(error); });
-    if (!received.ok()) ForceClose(received);
+    Call("protocol ErrorReceived() failed",
+         [&] { protocol_->ErrorReceived(error); });
   });
 }
 
@@ -248,7 +251,8 @@ void DatagramSocketTransport::ForceClose(const absl::Status& status) {
 
 void DatagramSocketTransport::CallConnectionLost(const absl::Status& status) {
   if (connection_made_) {
-    CallProtocol(loop_, "protocol ConnectionLost() failed", "datagram endpoint",
+    CallProtocol(loop_, "protocol ConnectionLost() failed",
+                 [this] { return Describe(); },
                  [&] { protocol_->ConnectionLost(status); })
         .IgnoreError();  // Reported; there is nothing left to close.
   }

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "framework/event_loop.h"
@@ -82,6 +83,9 @@ class DatagramSocketTransport final : public DatagramTransport,
   void ReportErrorReceived(absl::Status error);
   void ForceClose(const absl::Status& status);
   void CallConnectionLost(const absl::Status& status);
+  // Runs a protocol callback; one that throws closes the endpoint.
+  bool Call(const char* what, absl::FunctionRef<void()> callback);
+  std::string Describe() const;
 
   EventLoop& loop_;
   int fd_;

@@ -44,7 +44,8 @@ MemoryTransport::~MemoryTransport() {
 
 bool MemoryTransport::Call(const char* what,
                            absl::FunctionRef<void()> callback) {
-  absl::Status called = CallProtocol(loop_, what, "memory transport", callback);
+  absl::Status called = CallProtocol(
+      loop_, what, [] { return std::string("memory transport"); }, callback);
   if (called.ok()) return true;
   ForceClose(called);
   return false;
@@ -67,11 +68,12 @@ void MemoryTransport::Writev(std::span<const std::string_view> buffers) {
     if (!dropped_write_reported_) {
       dropped_write_reported_ = true;
       loop_.ReportError(LoopError{
-          "write dropped",
-          absl::FailedPreconditionError(absl::StrCat(
-              "dropped a write of ", total, " bytes to the memory transport "
-              "after ", closing_ ? "Close/Abort" : "WriteEof",
-              " (further dropped writes are not reported)"))});
+          "write dropped", absl::FailedPreconditionError(absl::StrCat(
+                               "dropped a write of ", total,
+                               " bytes to the memory transport "
+                               "after ",
+                               closing_ ? "Close/Abort" : "WriteEof",
+                               " (further dropped writes are not reported)"))});
     }
     return;
   }
@@ -183,9 +185,7 @@ void MemoryTransport::Deliver() {
   }
 }
 
-void MemoryTransport::ResetFromPeer(absl::Status error) {
-  ForceClose(error);
-}
+void MemoryTransport::ResetFromPeer(absl::Status error) { ForceClose(error); }
 
 void MemoryTransport::WriteEof() {
   if (closing_ || eof_requested_) return;
@@ -216,8 +216,10 @@ void MemoryTransport::ForceClose(const absl::Status& status) {
 
 void MemoryTransport::CallConnectionLost(const absl::Status& status) {
   if (connection_made_) {
-    CallProtocol(loop_, "protocol ConnectionLost() failed", "memory transport",
-                 [&] { protocol_->ConnectionLost(status); })
+    CallProtocol(
+        loop_, "protocol ConnectionLost() failed",
+        [] { return std::string("memory transport"); },
+        [&] { protocol_->ConnectionLost(status); })
         .IgnoreError();  // Reported; the transport is going anyway.
   }
   if (linked_peer_ != nullptr) {
@@ -256,10 +258,10 @@ std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(
     EventLoop& loop, std::unique_ptr<Protocol> client,
     std::unique_ptr<Protocol> server, MemoryTransport::Options client_options,
     MemoryTransport::Options server_options) {
-  MemoryTransport& client_end =
-      MemoryTransport::Create(loop, std::move(client), std::move(client_options));
-  MemoryTransport& server_end =
-      MemoryTransport::Create(loop, std::move(server), std::move(server_options));
+  MemoryTransport& client_end = MemoryTransport::Create(
+      loop, std::move(client), std::move(client_options));
+  MemoryTransport& server_end = MemoryTransport::Create(
+      loop, std::move(server), std::move(server_options));
   client_end.linked_ = server_end.linked_ = true;
   client_end.linked_peer_ = &server_end;
   server_end.linked_peer_ = &client_end;

@@ -9,7 +9,7 @@
 namespace sluice {
 
 absl::Status CallProtocol(EventLoop& loop, const char* what,
-                          std::string_view where,
+                          absl::FunctionRef<std::string()> where,
                           absl::FunctionRef<void()> callback) {
   std::string failure;
   try {
@@ -21,7 +21,7 @@ absl::Status CallProtocol(EventLoop& loop, const char* what,
     failure = "unknown exception";
   }
   absl::Status error = absl::InternalError(
-      absl::StrCat(what, " on ", std::string(where), ": ", failure));
+      absl::StrCat(what, " on ", where(), ": ", failure));
   loop.ReportError(LoopError{what, error});
   return error;
 }

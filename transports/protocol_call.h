@@ -1,7 +1,7 @@
 #ifndef SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
 #define SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
 
-#include <string_view>
+#include <string>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -11,9 +11,10 @@ namespace sluice {
 
 // Runs a protocol callback for a transport. A callback that throws is
 // reported to the loop's error handler, and the returned kInternal status
-// ("<what> on <where>: <exception>") is what the transport closes with.
+// ("<what> on <where()>: <exception>") is what the transport closes with.
+// `where` runs only then: this is on every read's path.
 absl::Status CallProtocol(EventLoop& loop, const char* what,
-                          std::string_view where,
+                          absl::FunctionRef<std::string()> where,
                           absl::FunctionRef<void()> callback);
 
 // One receive buffer per thread, shared by the transports of the loop that

@@ -96,7 +96,8 @@ SocketTransport::SocketTransport(EventLoop& loop, int fd,
   absl::Status watched = loop_.WatchFd(fd_, *this, kFdNone);
   if (!watched.ok()) {
     // Only a programming error (the fd already watched) gets here.
-    loop_.ReportError(LoopError{"cannot watch the transport's socket", watched});
+    loop_.ReportError(
+        LoopError{"cannot watch the transport's socket", watched});
     ForceClose(watched);
   }
 }
@@ -114,7 +115,8 @@ std::string SocketTransport::Describe() const {
 
 bool SocketTransport::Call(const char* what,
                            absl::FunctionRef<void()> callback) {
-  absl::Status called = CallProtocol(loop_, what, Describe(), callback);
+  absl::Status called = CallProtocol(
+      loop_, what, [this] { return Describe(); }, callback);
   if (called.ok()) return true;
   ForceClose(called);
   return false;
@@ -155,7 +157,7 @@ void SocketTransport::HandleReadable() {
   if (buffered_ != nullptr) {
     std::span<char> lent;
     if (!Call("protocol GetBuffer() failed",
-                      [&] { lent = buffered_->GetBuffer(0); })) {
+              [&] { lent = buffered_->GetBuffer(0); })) {
       return;
     }
     if (lent.empty()) {
@@ -173,7 +175,7 @@ void SocketTransport::HandleReadable() {
   if (n > 0) {
     if (buffered_ != nullptr) {
       Call("protocol BufferUpdated() failed",
-                   [&] { buffered_->BufferUpdated(static_cast<size_t>(n)); });
+           [&] { buffered_->BufferUpdated(static_cast<size_t>(n)); });
     } else {
       Call("protocol DataReceived() failed", [&] {
         protocol_->DataReceived(std::string_view(into, static_cast<size_t>(n)));
@@ -192,7 +194,7 @@ void SocketTransport::HandleReadable() {
   UpdateInterest();
   bool keep_open = false;
   if (!Call("protocol EofReceived() failed",
-                    [&] { keep_open = protocol_->EofReceived(); })) {
+            [&] { keep_open = protocol_->EofReceived(); })) {
     return;
   }
   if (!keep_open) Close();
@@ -258,9 +260,9 @@ Future<absl::StatusOr<size_t>> SocketTransport::SendFile(int file_fd,
     return done;
   }
   if (offset < 0 || (S_ISREG(info.st_mode) && offset > info.st_size)) {
-    done.SetResult(absl::InvalidArgumentError(absl::StrCat(
-        "SendFile: offset ", offset, " is outside the file (",
-        static_cast<int64_t>(info.st_size), " bytes)")));
+    done.SetResult(absl::InvalidArgumentError(
+        absl::StrCat("SendFile: offset ", offset, " is outside the file (",
+                     static_cast<int64_t>(info.st_size), " bytes)")));
     return done;
   }
   if (count == 0) count = static_cast<size_t>(info.st_size - offset);
@@ -322,8 +324,8 @@ void SocketTransport::FeedFile() {
   char* block = ThreadReceiveBuffer();
   bool ended = false;
   while (file.remaining > 0 && buffer_.size() <= flow_.limits().low) {
-    ssize_t n = pread(file.fd, block, std::min(file.remaining, kBlock),
-                      file.offset);
+    ssize_t n =
+        pread(file.fd, block, std::min(file.remaining, kBlock), file.offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       FinishFileSend(absl::ErrnoToStatus(errno, "SendFile: read"));
@@ -365,12 +367,12 @@ bool SocketTransport::DropWriteIfClosed(size_t size) {
   if (!closing_ && !eof_requested_) return false;
   if (!dropped_write_reported_) {
     dropped_write_reported_ = true;
-    loop_.ReportError(LoopError{
-        "write dropped",
-        absl::FailedPreconditionError(absl::StrCat(
-            "dropped a write of ", size, " bytes to ", Describe(), " after ",
-            closing_ ? "Close/Abort" : "WriteEof",
-            " (further dropped writes are not reported)"))});
+    loop_.ReportError(
+        LoopError{"write dropped",
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "dropped a write of ", size, " bytes to ", Describe(),
+                      " after ", closing_ ? "Close/Abort" : "WriteEof",
+                      " (further dropped writes are not reported)"))});
   }
   return true;
 }
@@ -457,11 +459,11 @@ void SocketTransport::ForceClose(const absl::Status& status) {
   buffer_.Clear();
   after_file_.Clear();
   if (file_send_.has_value()) {
-    file_send_->done.SetResult(
-        status.ok() ? absl::UnavailableError(absl::StrCat(
-                          "the connection to ", Describe(),
-                          " was closed during SendFile"))
-                    : status);
+    file_send_->done.SetResult(status.ok()
+                                   ? absl::UnavailableError(absl::StrCat(
+                                         "the connection to ", Describe(),
+                                         " was closed during SendFile"))
+                                   : status);
     file_send_.reset();
   }
   UpdateInterest();
@@ -471,8 +473,10 @@ void SocketTransport::ForceClose(const absl::Status& status) {
 void SocketTransport::CallConnectionLost(const absl::Status& status) {
   if (connection_made_) {
     // Reported if it throws; the transport is going anyway.
-    CallProtocol(loop_, "protocol ConnectionLost() failed", Describe(),
-                 [&] { protocol_->ConnectionLost(status); })
+    CallProtocol(
+        loop_, "protocol ConnectionLost() failed",
+        [this] { return Describe(); },
+        [&] { protocol_->ConnectionLost(status); })
         .IgnoreError();
   }
   // The socket closes after the protocol was told, as in asyncio.
