@@ -1,0 +1,73 @@
+#ifndef SLUICE_PROTOCOLS_STREAMS_STREAM_WRITER_H_
+#define SLUICE_PROTOCOLS_STREAMS_STREAM_WRITER_H_
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "framework/future.h"
+#include "framework/socket_address.h"
+#include "framework/task.h"
+#include "framework/transport.h"
+#include "protocols/streams/stream_state.h"
+
+namespace sluice {
+
+// The writing half of a stream connection (asyncio.StreamWriter). A cheap
+// handle: copies share one stream. It may outlive the connection: then
+// writes are dropped and Drain reports the error; it never touches a
+// transport that is gone.
+//
+// Write never blocks and never fails: it hands the bytes to the transport,
+// which sends what it can and buffers the rest. Back-pressure comes from
+//
+//   writer.Write(chunk);
+//   if (absl::Status drained = co_await writer.Drain(); !drained.ok()) ...
+//
+// Drain returns at once while the transport's buffer is below its high
+// watermark, and otherwise waits until it has drained to the low one
+// (ResumeWriting), so a producer that drains after each write holds at most
+// about the high watermark plus one write in memory per connection.
+class StreamWriter {
+ public:
+  explicit StreamWriter(std::shared_ptr<streams_internal::StreamState> state)
+      : state_(std::move(state)) {}
+
+  void Write(std::string_view data);
+  // Several buffers in order, one system call where possible.
+  void Writelines(std::span<const std::string_view> buffers);
+  void WriteEof();
+  bool CanWriteEof() const;
+  // Flushes, then closes (Transport::Close). Idempotent.
+  void Close();
+  bool IsClosing() const;
+  // Completes once the connection is gone: OK after a clean close, else the
+  // error it ended with.
+  Future<absl::Status> WaitClosed() const { return state_->closed(); }
+
+  // Waits for the transport's write buffer to drain (see the class
+  // comment). The order of checks is asyncio's: the reader's error; a
+  // closing transport yields once (so that a loss being reported is seen)
+  // and then fails; a lost connection fails with its error (kUnavailable
+  // "connection closed" after a clean close); not paused returns at once
+  // without suspending; paused waits for ResumeWriting or the loss. Any
+  // number of coroutines may drain at once.
+  Task<absl::Status> Drain();
+  // The same for callback code: `done` runs on the loop with the result.
+  void Drain(absl::AnyInvocable<void(absl::Status)> done);
+
+  // The transport while the connection lasts; null afterwards.
+  Transport* transport() const { return state_->transport(); }
+  std::optional<SocketAddress> PeerAddress() const;
+  std::optional<SocketAddress> LocalAddress() const;
+
+ private:
+  std::shared_ptr<streams_internal::StreamState> state_;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_PROTOCOLS_STREAMS_STREAM_WRITER_H_

@@ -1,0 +1,107 @@
+#include "protocols/streams/streams.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "framework/future.h"
+
+namespace sluice {
+
+StreamReaderProtocol::StreamReaderProtocol(EventLoop& loop, size_t limit)
+    : state_(std::make_shared<streams_internal::StreamState>(loop, limit)) {}
+
+StreamReaderProtocol::StreamReaderProtocol(
+    EventLoop& loop, size_t limit,
+    std::shared_ptr<ClientConnectedCallback> on_connected)
+    : state_(std::make_shared<streams_internal::StreamState>(loop, limit)),
+      on_connected_(std::move(on_connected)) {}
+
+void StreamReaderProtocol::ConnectionMade(Transport& transport) {
+  state_->ConnectionMade(transport);
+  if (on_connected_ == nullptr) return;
+  EventLoop& loop = state_->loop();
+  Future<absl::Status> handled = Spawn(
+      loop, (*on_connected_)(StreamReader(state_), StreamWriter(state_)));
+  handled.AddDoneCallback([&loop, state = state_](const absl::Status& status) {
+    if (status.ok()) return;
+    loop.ReportError(LoopError{"client_connected callback failed", status});
+    if (Transport* transport = state->transport()) transport->Close();
+  });
+}
+
+void StreamReaderProtocol::DataReceived(std::string_view data) {
+  state_->FeedData(data);
+}
+
+bool StreamReaderProtocol::EofReceived() {
+  state_->FeedEof();
+  return true;
+}
+
+void StreamReaderProtocol::PauseWriting() { state_->PauseWriting(); }
+
+void StreamReaderProtocol::ResumeWriting() { state_->ResumeWriting(); }
+
+void StreamReaderProtocol::ConnectionLost(const absl::Status& status) {
+  state_->ConnectionLost(status);
+}
+
+namespace {
+
+Task<absl::StatusOr<StreamPair>> Open(EventLoop& loop, bool unix_socket,
+                                      std::string target, uint16_t port,
+                                      StreamOptions options) {
+  auto factory = [&loop, limit = options.limit] {
+    return std::make_unique<StreamReaderProtocol>(loop, limit);
+  };
+  absl::StatusOr<Connection> connection;
+  if (unix_socket) {
+    connection = co_await CreateUnixConnection(loop, factory, std::move(target),
+                                               options.connect);
+  } else {
+    connection = co_await CreateConnection(loop, factory, std::move(target),
+                                           port, options.connect);
+  }
+  if (!connection.ok()) co_return connection.status();
+  co_return static_cast<StreamReaderProtocol*>(connection->protocol)->streams();
+}
+
+ProtocolFactory ServerFactory(EventLoop& loop, ClientConnectedCallback callback,
+                              size_t limit) {
+  auto shared = std::make_shared<ClientConnectedCallback>(std::move(callback));
+  return [&loop, shared, limit] {
+    return std::make_unique<StreamReaderProtocol>(loop, limit, shared);
+  };
+}
+
+}  // namespace
+
+Task<absl::StatusOr<StreamPair>> OpenConnection(EventLoop& loop,
+                                                std::string host, uint16_t port,
+                                                StreamOptions options) {
+  return Open(loop, false, std::move(host), port, std::move(options));
+}
+
+Task<absl::StatusOr<StreamPair>> OpenUnixConnection(EventLoop& loop,
+                                                    std::string path,
+                                                    StreamOptions options) {
+  return Open(loop, true, std::move(path), 0, std::move(options));
+}
+
+Task<absl::StatusOr<std::unique_ptr<Server>>> StartServer(
+    EventLoop& loop, ClientConnectedCallback on_connected, std::string host,
+    uint16_t port, StreamOptions options) {
+  return CreateServer(loop,
+                      ServerFactory(loop, std::move(on_connected), options.limit),
+                      std::move(host), port, options.server);
+}
+
+absl::StatusOr<std::unique_ptr<Server>> StartUnixServer(
+    EventLoop& loop, ClientConnectedCallback on_connected, std::string path,
+    StreamOptions options) {
+  return CreateUnixServer(
+      loop, ServerFactory(loop, std::move(on_connected), options.limit),
+      std::move(path), options.server);
+}
+
+}  // namespace sluice

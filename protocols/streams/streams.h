@@ -1,0 +1,98 @@
+#ifndef SLUICE_PROTOCOLS_STREAMS_STREAMS_H_
+#define SLUICE_PROTOCOLS_STREAMS_STREAMS_H_
+
+// The streams adapter (asyncio's streams): coroutine-friendly reader and
+// writer pairs over any Transport.
+//
+//   auto streams = co_await OpenConnection(loop, "127.0.0.1", 8888);
+//   streams->writer.Write("hello\n");
+//   co_await streams->writer.Drain();
+//   absl::StatusOr<std::string> line = co_await streams->reader.ReadLine();
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "framework/event_loop.h"
+#include "framework/protocol.h"
+#include "framework/task.h"
+#include "framework/transport.h"
+#include "protocols/streams/stream_reader.h"
+#include "protocols/streams/stream_state.h"
+#include "protocols/streams/stream_writer.h"
+#include "transports/connection.h"
+#include "transports/server.h"
+
+namespace sluice {
+
+struct StreamPair {
+  StreamReader reader;
+  StreamWriter writer;
+};
+
+// Runs once per accepted connection, as a task of its own. An error it
+// returns is reported to the loop's error handler and closes the
+// connection.
+using ClientConnectedCallback =
+    absl::AnyInvocable<Task<absl::Status>(StreamReader, StreamWriter)>;
+
+struct StreamOptions {
+  // The reader's buffer limit (see StreamReader).
+  size_t limit = 64 * 1024;
+  ConnectOptions connect = {};
+  ServerOptions server = {};
+};
+
+// The Protocol that feeds a StreamReader and turns PauseWriting /
+// ResumeWriting into StreamWriter::Drain (asyncio.StreamReaderProtocol).
+// With a callback, it is the server side: the callback gets the pair once
+// the connection is made.
+class StreamReaderProtocol final : public Protocol {
+ public:
+  StreamReaderProtocol(EventLoop& loop, size_t limit);
+  StreamReaderProtocol(EventLoop& loop, size_t limit,
+                       std::shared_ptr<ClientConnectedCallback> on_connected);
+
+  StreamPair streams() const {
+    return StreamPair{StreamReader(state_), StreamWriter(state_)};
+  }
+
+  void ConnectionMade(Transport& transport) override;
+  void DataReceived(std::string_view data) override;
+  // Keeps the transport half-open: the application closes it when it has
+  // written what it wanted to.
+  bool EofReceived() override;
+  void PauseWriting() override;
+  void ResumeWriting() override;
+  void ConnectionLost(const absl::Status& status) override;
+
+ private:
+  std::shared_ptr<streams_internal::StreamState> state_;
+  std::shared_ptr<ClientConnectedCallback> on_connected_;
+};
+
+// asyncio's open_connection: connects and returns the reader and writer.
+Task<absl::StatusOr<StreamPair>> OpenConnection(EventLoop& loop,
+                                                std::string host,
+                                                uint16_t port,
+                                                StreamOptions options = {});
+Task<absl::StatusOr<StreamPair>> OpenUnixConnection(EventLoop& loop,
+                                                    std::string path,
+                                                    StreamOptions options = {});
+
+// asyncio's start_server: `on_connected` runs for each connection.
+Task<absl::StatusOr<std::unique_ptr<Server>>> StartServer(
+    EventLoop& loop, ClientConnectedCallback on_connected, std::string host,
+    uint16_t port, StreamOptions options = {});
+absl::StatusOr<std::unique_ptr<Server>> StartUnixServer(
+    EventLoop& loop, ClientConnectedCallback on_connected, std::string path,
+    StreamOptions options = {});
+
+}  // namespace sluice
+
+#endif  // SLUICE_PROTOCOLS_STREAMS_STREAMS_H_

@@ -1,0 +1,396 @@
+#include "protocols/streams/streams.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "framework/clock.h"
+#include "framework/event_loop.h"
+#include "framework/future.h"
+#include "framework/task.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "protocols/streams/stream_errors.h"
+#include "transports/memory_transport.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Streams over a MemoryTransport: the test plays the peer, on virtual time.
+class StreamsTest : public ::testing::Test {
+ protected:
+  StreamsTest()
+      : loop_(EventLoop::Create(EventLoopOptions{.clock = &clock_}).value()) {
+    loop_->SetErrorHandler([this](const LoopError& e) {
+      errors_.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
+    });
+  }
+
+  // Connects a StreamReaderProtocol with `limit` to a MemoryTransport.
+  void Connect(size_t limit = 64 * 1024) {
+    auto protocol = std::make_unique<StreamReaderProtocol>(*loop_, limit);
+    StreamReaderProtocol* raw = protocol.get();
+    transport_ = &MemoryTransport::Create(*loop_, std::move(protocol));
+    loop_->RunUntilIdle();
+    StreamPair pair = raw->streams();
+    reader_ = std::make_unique<StreamReader>(pair.reader);
+    writer_ = std::make_unique<StreamWriter>(pair.writer);
+  }
+
+  template <class T>
+  T Run(Task<T> task) {
+    return loop_->RunUntilComplete(std::move(task));
+  }
+
+  VirtualClock clock_;
+  std::unique_ptr<EventLoop> loop_;
+  std::vector<std::string> errors_;
+  MemoryTransport* transport_ = nullptr;
+  std::unique_ptr<StreamReader> reader_;
+  std::unique_ptr<StreamWriter> writer_;
+};
+
+// --- StreamWriter::Drain ---
+
+TEST_F(StreamsTest, DrainReturnsAtOnceWhenNotPaused) {
+  Connect();
+  writer_->Write("small");
+  Future<absl::Status> drained = Spawn(*loop_, writer_->Drain());
+  loop_->RunOnce(absl::ZeroDuration());  // Starts the task: done at once.
+  ASSERT_TRUE(drained.IsDone());
+  EXPECT_TRUE(drained.Result().ok());
+  EXPECT_EQ(transport_->TakeSent(), "small");
+}
+
+TEST_F(StreamsTest, DrainWaitsWhileThePeerDoesNotReadThenResumes) {
+  Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write(std::string(100 * 1024, 'x'));  // Above the 64 KiB mark.
+  Future<absl::Status> drained = Spawn(*loop_, writer_->Drain());
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(drained.IsDone());
+  transport_->SetPeerReading(true);
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(drained.IsDone());
+  EXPECT_TRUE(drained.Result().ok());
+  EXPECT_EQ(transport_->TakeSent().size(), 100u * 1024);
+}
+
+TEST_F(StreamsTest, ManyConcurrentDrainersAllWake) {
+  Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write(std::string(100 * 1024, 'x'));
+  std::vector<Future<absl::Status>> drainers;
+  for (int i = 0; i < 10; ++i) drainers.push_back(Spawn(*loop_, writer_->Drain()));
+  loop_->RunUntilIdle();
+  for (auto& d : drainers) EXPECT_FALSE(d.IsDone());
+  transport_->SetPeerReading(true);
+  loop_->RunUntilIdle();
+  for (auto& d : drainers) {
+    ASSERT_TRUE(d.IsDone());
+    EXPECT_TRUE(d.Result().ok());
+  }
+}
+
+TEST_F(StreamsTest, ConnectionLossFailsPendingAndLaterDrains) {
+  Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write(std::string(100 * 1024, 'x'));
+  Future<absl::Status> pending = Spawn(*loop_, writer_->Drain());
+  loop_->RunUntilIdle();
+  transport_->ResetFromPeer(absl::UnavailableError("reset by peer"));
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(pending.IsDone());
+  EXPECT_EQ(pending.Result().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(pending.Result().message(), HasSubstr("reset by peer"));
+  // The writer outlives the connection: no crash, errors only.
+  EXPECT_EQ(writer_->transport(), nullptr);
+  writer_->Write("into the void");
+  EXPECT_EQ(Run(writer_->Drain()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Run(reader_->Read()).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(StreamsTest, DrainAfterCloseYieldsThenFails) {
+  Connect();
+  writer_->Close();
+  writer_->Write("late");
+  absl::Status drained = Run(writer_->Drain());
+  EXPECT_FALSE(drained.ok());
+  EXPECT_TRUE(drained.code() == absl::StatusCode::kUnavailable ||
+              drained.code() == absl::StatusCode::kFailedPrecondition)
+      << drained;
+  // WaitClosed completes, OK for a clean close.
+  EXPECT_TRUE(loop_->RunUntilComplete(writer_->WaitClosed()).ok());
+}
+
+TEST_F(StreamsTest, DrainCanBeCancelled) {
+  Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write(std::string(100 * 1024, 'x'));
+  Future<absl::Status> pending = Spawn(*loop_, writer_->Drain());
+  loop_->RunUntilIdle();
+  pending.Cancel();
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(pending.IsDone());
+  EXPECT_EQ(pending.Result().code(), absl::StatusCode::kCancelled);
+  // A later drain still works.
+  Future<absl::Status> next = Spawn(*loop_, writer_->Drain());
+  transport_->SetPeerReading(true);
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(next.IsDone());
+  EXPECT_TRUE(next.Result().ok());
+}
+
+TEST_F(StreamsTest, CallbackDrain) {
+  Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write(std::string(100 * 1024, 'x'));
+  std::optional<absl::Status> result;
+  writer_->Drain([&](absl::Status s) { result = s; });
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(result.has_value());
+  transport_->SetPeerReading(true);
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->ok());
+}
+
+// --- StreamReader ---
+
+TEST_F(StreamsTest, ReadReturnsWhatIsThereAndEmptyAtEof) {
+  Connect();
+  transport_->DeliverFromPeer("abc");
+  EXPECT_EQ(*Run(reader_->Read(2)), "ab");
+  EXPECT_EQ(*Run(reader_->Read(10)), "c");
+  transport_->DeliverFromPeer("rest");
+  transport_->DeliverEofFromPeer();
+  EXPECT_EQ(*Run(reader_->Read()), "rest");
+  EXPECT_EQ(*Run(reader_->Read(5)), "");
+  EXPECT_TRUE(reader_->AtEof());
+}
+
+TEST_F(StreamsTest, ReadExactlyAtEofCarriesThePartialBytes) {
+  Connect();
+  transport_->DeliverFromPeer("12345");
+  EXPECT_EQ(*Run(reader_->ReadExactly(3)), "123");
+  transport_->DeliverEofFromPeer();
+  absl::StatusOr<std::string> short_read = Run(reader_->ReadExactly(10));
+  ASSERT_TRUE(IsIncompleteRead(short_read.status())) << short_read.status();
+  EXPECT_EQ(IncompleteReadPartial(short_read.status()), "45");
+  EXPECT_THAT(short_read.status().message(),
+              HasSubstr("2 bytes read on a total of 10 expected bytes"));
+  EXPECT_EQ(Run(reader_->ReadExactly(-1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StreamsTest, ReadUntilFindsASeparatorSplitAcrossReads) {
+  Connect();
+  Future<absl::StatusOr<std::string>> line =
+      Spawn(*loop_, reader_->ReadUntil("\r\n"));
+  transport_->DeliverFromPeer("hello\r");
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(line.IsDone());
+  transport_->DeliverFromPeer("\nworld");
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(line.IsDone());
+  EXPECT_EQ(*line.Result(), "hello\r\n");
+  EXPECT_EQ(*Run(reader_->Read(100)), "world");
+}
+
+TEST_F(StreamsTest, ReadUntilOverTheLimitLeavesTheData) {
+  Connect(/*limit=*/7);
+  transport_->DeliverFromPeer("1234567\n12345678\n");
+  EXPECT_EQ(*Run(reader_->ReadUntil()), "1234567\n");  // Exactly the limit.
+  absl::StatusOr<std::string> over = Run(reader_->ReadUntil());
+  ASSERT_TRUE(IsLimitOverrun(over.status())) << over.status();
+  EXPECT_EQ(LimitOverrunConsumed(over.status()), 8u);
+  // asyncio leaves the data for the caller to deal with.
+  EXPECT_EQ(*Run(reader_->Read(100)), "12345678\n");
+  EXPECT_EQ(Run(reader_->ReadUntil("")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StreamsTest, ReadLineDropsAnOverlongLineAndKeepsTheNext) {
+  Connect(/*limit=*/4);
+  transport_->DeliverFromPeer("toolong\nok\n");
+  absl::StatusOr<std::string> over = Run(reader_->ReadLine());
+  EXPECT_TRUE(IsLimitOverrun(over.status())) << over.status();
+  EXPECT_EQ(*Run(reader_->ReadLine()), "ok\n");
+}
+
+TEST_F(StreamsTest, ReadLineReturnsThePartialLineAtEof) {
+  Connect();
+  transport_->DeliverFromPeer("line\nno newline");
+  transport_->DeliverEofFromPeer();
+  EXPECT_EQ(*Run(reader_->ReadLine()), "line\n");
+  EXPECT_EQ(*Run(reader_->ReadLine()), "no newline");
+  EXPECT_EQ(*Run(reader_->ReadLine()), "");
+  absl::StatusOr<std::string> until = Run(reader_->ReadUntil());
+  EXPECT_TRUE(IsIncompleteRead(until.status()));
+}
+
+TEST_F(StreamsTest, ReadAfterAnErrorReturnsTheError) {
+  Connect();
+  transport_->DeliverFromPeer("unread");
+  transport_->ResetFromPeer(absl::UnavailableError("gone"));
+  loop_->RunUntilIdle();
+  EXPECT_EQ(reader_->Exception().code(), absl::StatusCode::kUnavailable);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(Run(reader_->Read()).status().code(),
+              absl::StatusCode::kUnavailable);
+    EXPECT_EQ(Run(reader_->ReadLine()).status().code(),
+              absl::StatusCode::kUnavailable);
+  }
+}
+
+TEST_F(StreamsTest, OneReaderAtATime) {
+  Connect();
+  Future<absl::StatusOr<std::string>> first = Spawn(*loop_, reader_->Read(10));
+  loop_->RunUntilIdle();
+  absl::StatusOr<std::string> second = Run(reader_->Read(10));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  transport_->DeliverFromPeer("x");
+  loop_->RunUntilIdle();
+  EXPECT_EQ(*first.Result(), "x");
+}
+
+TEST_F(StreamsTest, CancellingAPendingReadKeepsTheStreamUsable) {
+  Connect();
+  Future<absl::StatusOr<std::string>> pending =
+      Spawn(*loop_, reader_->ReadExactly(4));
+  transport_->DeliverFromPeer("ab");
+  loop_->RunUntilIdle();
+  pending.Cancel();
+  loop_->RunUntilIdle();
+  EXPECT_EQ(pending.Result().status().code(), absl::StatusCode::kCancelled);
+  transport_->DeliverFromPeer("cd");
+  EXPECT_EQ(*Run(reader_->ReadExactly(4)), "abcd");  // Nothing was lost.
+}
+
+TEST_F(StreamsTest, ReaderPausesTheTransportAboveTwiceTheLimit) {
+  constexpr size_t kLimit = 1000;
+  Connect(kLimit);
+  transport_->DeliverFromPeer(std::string(2 * kLimit, 'a'));
+  loop_->RunUntilIdle();
+  EXPECT_TRUE(transport_->IsReading());  // Not above 2 x limit.
+  transport_->DeliverFromPeer("b");
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(transport_->IsReading());  // 2001 > 2000.
+  // Consuming down to limit + 1 is not enough; to the limit is.
+  EXPECT_EQ(Run(reader_->ReadExactly(1000)).value().size(), 1000u);
+  EXPECT_FALSE(transport_->IsReading());  // 1001 left.
+  EXPECT_EQ(Run(reader_->ReadExactly(1)).value().size(), 1u);
+  EXPECT_TRUE(transport_->IsReading());  // 1000 left.
+}
+
+TEST_F(StreamsTest, AReadLargerThanTheBufferResumesAPausedTransport) {
+  constexpr size_t kLimit = 100;
+  Connect(kLimit);
+  transport_->DeliverFromPeer(std::string(300, 'a'));
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(transport_->IsReading());
+  Future<absl::StatusOr<std::string>> big =
+      Spawn(*loop_, reader_->ReadExactly(500));
+  loop_->RunUntilIdle();
+  EXPECT_TRUE(transport_->IsReading());  // Or it would wait forever.
+  transport_->DeliverFromPeer(std::string(200, 'b'));
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(big.IsDone());
+  EXPECT_EQ(big.Result()->size(), 500u);
+}
+
+// --- Over real sockets: OpenConnection and StartServer ---
+
+Task<absl::Status> EchoLines(StreamReader reader, StreamWriter writer) {
+  while (true) {
+    absl::StatusOr<std::string> line = co_await reader.ReadLine();
+    if (!line.ok()) co_return line.status();
+    if (line->empty()) break;  // EOF.
+    writer.Write(*line);
+    absl::Status drained = co_await writer.Drain();
+    if (!drained.ok()) co_return drained;
+  }
+  writer.Close();
+  co_return absl::OkStatus();
+}
+
+Task<absl::StatusOr<std::string>> Converse(EventLoop& loop, uint16_t port) {
+  absl::StatusOr<StreamPair> streams =
+      co_await OpenConnection(loop, "127.0.0.1", port);
+  if (!streams.ok()) co_return streams.status();
+  std::string transcript;
+  for (std::string line : {"one\n", "two\n", "three\n"}) {
+    streams->writer.Write(line);
+    absl::Status drained = co_await streams->writer.Drain();
+    if (!drained.ok()) co_return drained;
+    absl::StatusOr<std::string> echo = co_await streams->reader.ReadLine();
+    if (!echo.ok()) co_return echo.status();
+    transcript += *echo;
+  }
+  streams->writer.WriteEof();
+  absl::StatusOr<std::string> rest = co_await streams->reader.Read();
+  if (!rest.ok()) co_return rest.status();
+  // The stream stays half-open after the peer's EOF until we close it.
+  streams->writer.Close();
+  absl::Status closed = co_await streams->writer.WaitClosed();
+  if (!closed.ok()) co_return closed;
+  co_return transcript + "[eof]" + *rest;
+}
+
+TEST(StreamsOverTcpTest, StartServerAndOpenConnectionEchoLines) {
+  auto loop = EventLoop::Create().value();
+  Handle watchdog = loop->CallLater(absl::Seconds(30), [&] {
+    ADD_FAILURE() << "still running after 30 s";
+    loop->Stop();
+  });
+  auto server = loop->RunUntilComplete(
+      StartServer(*loop, EchoLines, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok()) << server.status();
+  uint16_t port = (*server)->addresses()[0].port();
+  absl::StatusOr<std::string> transcript =
+      loop->RunUntilComplete(Converse(*loop, port));
+  ASSERT_TRUE(transcript.ok()) << transcript.status();
+  EXPECT_EQ(*transcript, "one\ntwo\nthree\n[eof]");
+  watchdog.Cancel();
+}
+
+TEST(StreamsOverTcpTest, AFailingCallbackIsReportedAndClosesTheConnection) {
+  auto loop = EventLoop::Create().value();
+  std::vector<std::string> errors;
+  loop->SetErrorHandler([&](const LoopError& e) {
+    errors.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
+  });
+  Handle watchdog = loop->CallLater(absl::Seconds(30), [&] {
+    ADD_FAILURE() << "still running after 30 s";
+    loop->Stop();
+  });
+  auto failing = [](StreamReader, StreamWriter) -> Task<absl::Status> {
+    co_return absl::InternalError("handler broke");
+  };
+  auto server =
+      loop->RunUntilComplete(StartServer(*loop, failing, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok());
+  auto client = [](EventLoop& loop, uint16_t port) -> Task<absl::StatusOr<std::string>> {
+    absl::StatusOr<StreamPair> streams =
+        co_await OpenConnection(loop, "127.0.0.1", port);
+    if (!streams.ok()) co_return streams.status();
+    co_return co_await streams->reader.Read();  // Until the server closes.
+  };
+  absl::StatusOr<std::string> read = loop->RunUntilComplete(
+      client(*loop, (*server)->addresses()[0].port()));
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, "");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_THAT(errors[0], HasSubstr("handler broke"));
+  watchdog.Cancel();
+}
+
+}  // namespace
+}  // namespace sluice
