@@ -2,6 +2,7 @@
 //
 //   ./bazelw run //samples:echo_server -- --port=8888
 //   ./bazelw run //samples:echo_server -- --unix=/tmp/echo.sock
+//   ./bazelw run //samples:echo_server -- --port=8888 --mode=streams
 //
 // Flow control both ways: when a client does not read its echo and the
 // write buffer passes the high watermark, the server stops reading from
@@ -24,12 +25,16 @@
 #include "framework/protocol.h"
 #include "framework/task.h"
 #include "framework/transport.h"
+#include "protocols/streams/streams.h"
 #include "transports/server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on; empty: every interface, IPv4 and IPv6.");
 ABSL_FLAG(int, port, 8888, "TCP port; 0 picks a free one.");
 ABSL_FLAG(std::string, unix, "", "Listen on this Unix socket path instead.");
+ABSL_FLAG(std::string, mode, "protocol",
+          "protocol: a Protocol subclass; streams: a coroutine per client "
+          "with StreamReader::Read, StreamWriter::Write and Drain.");
 
 namespace {
 
@@ -49,10 +54,30 @@ class EchoProtocol final : public sluice::Protocol {
   sluice::Transport* transport_ = nullptr;
 };
 
+// The same echo as a coroutine over the streams adapter.
+sluice::Task<absl::Status> EchoStreams(sluice::StreamReader reader,
+                                       sluice::StreamWriter writer) {
+  while (true) {
+    absl::StatusOr<std::string> data = co_await reader.Read(64 * 1024);
+    if (!data.ok() || data->empty()) break;  // An error, or EOF.
+    writer.Write(*data);
+    if (!(co_await writer.Drain()).ok()) break;
+  }
+  writer.Close();
+  co_return absl::OkStatus();
+}
+
 sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
     EventLoop& loop) {
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode != "protocol" && mode != "streams") {
+    co_return absl::InvalidArgumentError(
+        absl::StrFormat("--mode must be protocol or streams, got '%s'", mode));
+  }
+  const bool streams = mode == "streams";
   auto factory = [] { return std::make_unique<EchoProtocol>(); };
   if (std::string path = absl::GetFlag(FLAGS_unix); !path.empty()) {
+    if (streams) co_return sluice::StartUnixServer(loop, EchoStreams, path);
     co_return sluice::CreateUnixServer(loop, factory, path);
   }
   int port = absl::GetFlag(FLAGS_port);
@@ -60,8 +85,12 @@ sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
     co_return absl::InvalidArgumentError(
         absl::StrFormat("--port must be 0..65535, got %d", port));
   }
-  co_return co_await sluice::CreateServer(loop, factory,
-                                          absl::GetFlag(FLAGS_host),
+  const std::string host = absl::GetFlag(FLAGS_host);
+  if (streams) {
+    co_return co_await sluice::StartServer(loop, EchoStreams, host,
+                                           static_cast<uint16_t>(port));
+  }
+  co_return co_await sluice::CreateServer(loop, factory, host,
                                           static_cast<uint16_t>(port));
 }
 

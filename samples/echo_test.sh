@@ -32,6 +32,14 @@ kill -TERM "$server"
 wait "$server"
 grep -q "shutting down" "$out"
 
+# The streams flavour of the same server.
+"$dir/echo_server" --port=0 --mode=streams >"$out" &
+server=$!
+port=$(wait_for_line "$out" "listening on" | sed -E 's/.*:([0-9]+)$/\1/')
+"$dir/echo_client" --port="$port" --bytes=20000000 | grep -q "echoed and verified 20000000 bytes"
+kill -TERM "$server"
+wait "$server"
+
 # Unix sockets (sun_path is short: not under TEST_TMPDIR).
 sock_dir=$(mktemp -d /tmp/sluice_echo_XXXXXX)
 "$dir/echo_server" --unix="$sock_dir/echo.sock" >"$out" &

@@ -1,0 +1,72 @@
+"""Slow readers against samples/stream_server: with Drain the server's
+buffered bytes stay within the high watermark plus one chunk per client;
+with --no-drain they grow with whatever the clients do not read."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+CLIENTS = 5
+CHUNK = 64 * 1024
+HIGH_WATER = 64 * 1024
+REQUEST = 50 * 1024 * 1024  # Far more than the slow readers take.
+
+
+def run(extra_flags):
+    binary = os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORKSPACE"],
+                          "samples", "stream_server")
+    server = subprocess.Popen(
+        [binary, "--port=0", "--stats_interval=50ms", f"--chunk={CHUNK}"] + extra_flags,
+        stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        port = int(re.search(r":(\d+)$", line.strip()).group(1))
+        clients = []
+        for _ in range(CLIENTS):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.sendall(f"{REQUEST}\n".encode())
+            clients.append(s)
+        # Slow readers: a little from each, for a bounded time.
+        deadline = time.monotonic() + 3
+        received = 0
+        while time.monotonic() < deadline:
+            for s in clients:
+                received += len(s.recv(4096))
+            time.sleep(0.002)
+        # The statistics the server printed meanwhile.
+        peak = 0
+        os.set_blocking(server.stdout.fileno(), False)
+        for stat in server.stdout.read().splitlines():
+            m = re.match(r"clients: (\d+), buffered: (\d+) bytes", stat)
+            if m:
+                peak = max(peak, int(m.group(2)))
+        for s in clients:
+            s.close()
+        return peak, received
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main():
+    peak, received = run([])
+    bound = CLIENTS * (HIGH_WATER + CHUNK)
+    print(f"with Drain: peak buffered {peak} bytes (bound {bound}), "
+          f"clients read {received} bytes")
+    if peak > bound:
+        print("FAIL: the server buffered more than the bound")
+        return 1
+    peak_no_drain, _ = run(["--no-drain"])
+    print(f"--no-drain: peak buffered {peak_no_drain} bytes")
+    if peak_no_drain <= bound:
+        print("FAIL: without Drain the buffers should have grown past the bound")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
