@@ -15,8 +15,9 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: tools/bench/echo_bench.sh [flags]
-  --servers=LIST      comma-separated, from: sluice libuv asio uvloop
-                      uvloop-streams (default: sluice,libuv,asio,uvloop)
+  --servers=LIST      comma-separated, from: sluice sluice-streams libuv
+                      asio uvloop uvloop-streams
+                      (default: sluice,libuv,asio,uvloop)
   --sizes=LIST        message sizes in bytes (default: 1024,10240,102400)
   --conns=LIST        connection counts (default: 10,100)
   --duration=D        measured time per cell (default: 10s; --quick: 1s)
@@ -88,8 +89,8 @@ fi
 IFS=, read -r -a server_list <<<"$servers"
 for s in "${server_list[@]}"; do
   case "$s" in
-    sluice | libuv | asio | uvloop | uvloop-streams) ;;
-    *) die "unknown server '$s' (known: sluice libuv asio uvloop uvloop-streams)" ;;
+    sluice | sluice-streams | libuv | asio | uvloop | uvloop-streams) ;;
+    *) die "unknown server '$s' (known: sluice sluice-streams libuv asio uvloop uvloop-streams)" ;;
   esac
 done
 IFS=, read -r -a size_list <<<"$sizes"
@@ -117,7 +118,7 @@ cd "$workspace"
 
 package_of() {
   case "$1" in
-    sluice) ;;
+    sluice | sluice-streams) ;;
     libuv) echo libuv1-dev ;;
     asio) echo libboost-dev ;;
     uvloop | uvloop-streams) echo python3-uvloop ;;
@@ -160,20 +161,10 @@ fi
 
 # --- Build --------------------------------------------------------------------
 
-# sluice's echo server is a plug-in slot: benchmarked once it exists.
-if [[ " ${server_list[*]} " == *" sluice "* ]] &&
-  ! ./bazelw query //samples:echo_server >/dev/null 2>&1; then
-  note "skipping sluice: //samples:echo_server does not exist yet"
-  kept=()
-  for s in "${server_list[@]}"; do [ "$s" = sluice ] || kept+=("$s"); done
-  server_list=("${kept[@]}")
-fi
-((${#server_list[@]} > 0)) || die "no server to benchmark"
-
 targets=(//tools/loadgen:loadgen)
 for s in "${server_list[@]}"; do
   case "$s" in
-    sluice) targets+=(//samples:echo_server) ;;
+    sluice | sluice-streams) targets+=(//samples:echo_server) ;;
     libuv) targets+=(//tools/bench/peers:libuv_echo) ;;
     asio) targets+=(//tools/bench/peers:asio_echo) ;;
   esac
@@ -189,6 +180,7 @@ server_command() {
   local uvloop_echo=(/usr/bin/python3 "$workspace/tools/bench/peers/uvloop_echo.py")
   case "$1" in
     sluice) server_cmd=("$bin/samples/echo_server") ;;
+    sluice-streams) server_cmd=("$bin/samples/echo_server" --mode=streams) ;;
     libuv) server_cmd=("$bin/tools/bench/peers/libuv_echo") ;;
     asio) server_cmd=("$bin/tools/bench/peers/asio_echo") ;;
     uvloop) server_cmd=("${uvloop_echo[@]}") ;;
