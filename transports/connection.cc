@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <exception>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "framework/future.h"
 #include "framework/timeout.h"
+#include "transports/protocol_call.h"
 #include "transports/resolver.h"
 #include "transports/socket_error.h"
 #include "transports/socket_transport.h"
@@ -53,14 +53,13 @@ class WritableWaiter final : public FdHandler {
 // A connected, non-blocking socket to `address`.
 Task<absl::StatusOr<int>> ConnectSocket(EventLoop& loop, SocketAddress address,
                                         std::optional<SocketAddress> local) {
-  int fd = socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  0);
+  int fd =
+      socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) co_return SocketError(errno, "socket for", address.ToString());
   absl::Cleanup close_fd = [&fd] {
     if (fd >= 0) close(fd);
   };
-  if (local.has_value() &&
-      bind(fd, local->data(), local->length()) != 0) {
+  if (local.has_value() && bind(fd, local->data(), local->length()) != 0) {
     co_return SocketError(errno, "bind to", local->ToString());
   }
   if (connect(fd, address.data(), address.length()) != 0) {
@@ -86,21 +85,13 @@ Task<absl::StatusOr<int>> ConnectSocket(EventLoop& loop, SocketAddress address,
 // ConnectionMade ran.
 Task<absl::StatusOr<Connection>> StartTransport(EventLoop& loop, int fd,
                                                 ProtocolFactory factory) {
-  std::unique_ptr<Protocol> protocol;
-  absl::Status failure;
-  try {
-    protocol = factory();
-    if (protocol == nullptr) {
-      failure = absl::InternalError("the protocol factory returned nothing");
-    }
-  } catch (const std::exception& e) {
-    failure = absl::InternalError(
-        absl::StrCat("the protocol factory failed: ", e.what()));
-  }
-  if (!failure.ok()) {
+  absl::StatusOr<std::unique_ptr<Protocol>> made_protocol =
+      MakeProtocol(factory);
+  if (!made_protocol.ok()) {
     close(fd);
-    co_return failure;
+    co_return made_protocol.status();
   }
+  std::unique_ptr<Protocol> protocol = *std::move(made_protocol);
   Protocol* raw_protocol = protocol.get();
   SocketTransport& transport =
       SocketTransport::Create(loop, fd, std::move(protocol));
@@ -129,8 +120,8 @@ Task<absl::StatusOr<Connection>> ConnectToAny(EventLoop& loop,
                                               ProtocolFactory factory,
                                               std::string host, uint16_t port,
                                               ConnectOptions options) {
-  absl::StatusOr<std::vector<SocketAddress>> addresses =
-      co_await Resolve(loop, host, port, ResolveOptions{.family = options.family});
+  absl::StatusOr<std::vector<SocketAddress>> addresses = co_await Resolve(
+      loop, host, port, ResolveOptions{.family = options.family});
   if (!addresses.ok()) co_return addresses.status();
   std::vector<std::string> errors;
   absl::Status first_error;
@@ -147,20 +138,22 @@ Task<absl::StatusOr<Connection>> ConnectToAny(EventLoop& loop,
     errors.push_back(std::string(fd.status().message()));
   }
   if (errors.size() == 1) co_return first_error;
-  co_return absl::UnavailableError(absl::StrCat(
-      "cannot connect to ", host, ":", port, ": ", absl::StrJoin(errors, "; ")));
+  co_return absl::UnavailableError(absl::StrCat("cannot connect to ", host, ":",
+                                                port, ": ",
+                                                absl::StrJoin(errors, "; ")));
 }
 
 Task<absl::StatusOr<Connection>> WithConnectTimeout(
     EventLoop& loop, Task<absl::StatusOr<Connection>> attempt,
     std::string target, absl::Duration timeout) {
-  if (timeout == absl::InfiniteDuration()) co_return co_await std::move(attempt);
+  if (timeout == absl::InfiniteDuration())
+    co_return co_await std::move(attempt);
   absl::StatusOr<Connection> connected =
       co_await WithTimeout(loop, std::move(attempt), timeout);
   if (connected.status().code() == absl::StatusCode::kDeadlineExceeded) {
-    co_return absl::DeadlineExceededError(absl::StrCat(
-        "connect to ", target, " timed out after ",
-        absl::FormatDuration(timeout)));
+    co_return absl::DeadlineExceededError(
+        absl::StrCat("connect to ", target, " timed out after ",
+                     absl::FormatDuration(timeout)));
   }
   co_return connected;
 }
@@ -174,7 +167,8 @@ Task<absl::StatusOr<Connection>> CreateConnection(EventLoop& loop,
                                                   ConnectOptions options) {
   std::string target = absl::StrCat(host, ":", port);
   return WithConnectTimeout(
-      loop, ConnectToAny(loop, std::move(factory), std::move(host), port, options),
+      loop,
+      ConnectToAny(loop, std::move(factory), std::move(host), port, options),
       std::move(target), options.timeout);
 }
 
@@ -182,8 +176,9 @@ Task<absl::StatusOr<Connection>> CreateUnixConnection(EventLoop& loop,
                                                       ProtocolFactory factory,
                                                       std::string path,
                                                       ConnectOptions options) {
-  auto attempt = [](EventLoop& loop, ProtocolFactory factory, std::string path,
-                    ConnectOptions options) -> Task<absl::StatusOr<Connection>> {
+  auto attempt =
+      [](EventLoop& loop, ProtocolFactory factory, std::string path,
+         ConnectOptions options) -> Task<absl::StatusOr<Connection>> {
     absl::StatusOr<SocketAddress> address = SocketAddress::FromUnixPath(path);
     if (!address.ok()) co_return address.status();
     absl::StatusOr<int> fd =

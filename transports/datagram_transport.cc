@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <exception>
 #include <utility>
 #include <vector>
 
@@ -82,8 +81,8 @@ std::string DatagramSocketTransport::Describe() const {
 
 bool DatagramSocketTransport::Call(const char* what,
                                    absl::FunctionRef<void()> callback) {
-  absl::Status called =
-      CallProtocol(loop_, what, [this] { return Describe(); }, callback);
+  absl::Status called = CallProtocol(
+      loop_, what, [this] { return Describe(); }, callback);
   if (called.ok()) return true;
   ForceClose(called);
   return false;
@@ -128,8 +127,8 @@ void DatagramSocketTransport::HandleReadable() {
       }
       continue;
     }
-    SocketAddress sender = SocketAddress::FromSockaddr(
-        reinterpret_cast<sockaddr*>(&from), length);
+    SocketAddress sender =
+        SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from), length);
     if (!Call("protocol DatagramReceived() failed", [&] {
           protocol_->DatagramReceived(
               std::string_view(buffer, static_cast<size_t>(n)), sender);
@@ -141,11 +140,10 @@ void DatagramSocketTransport::HandleReadable() {
 
 int DatagramSocketTransport::SendOne(std::string_view data,
                                      const std::optional<SocketAddress>& to) {
-  ssize_t n =
-      to.has_value()
-          ? sendto(fd_, data.data(), data.size(), MSG_NOSIGNAL, to->data(),
-                   to->length())
-          : send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+  ssize_t n = to.has_value()
+                  ? sendto(fd_, data.data(), data.size(), MSG_NOSIGNAL,
+                           to->data(), to->length())
+                  : send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
   return n < 0 ? errno : 0;
 }
 
@@ -174,9 +172,9 @@ void DatagramSocketTransport::SendTo(std::string_view data,
   }
   if (peer_.has_value()) {
     if (to.has_value() && !(*to == *peer_)) {
-      ReportErrorReceived(absl::InvalidArgumentError(absl::StrCat(
-          "this endpoint is connected to ", peer_->ToString(),
-          "; cannot send to ", to->ToString())));
+      ReportErrorReceived(absl::InvalidArgumentError(
+          absl::StrCat("this endpoint is connected to ", peer_->ToString(),
+                       "; cannot send to ", to->ToString())));
       return;
     }
     to.reset();  // Connected: plain send().
@@ -251,9 +249,10 @@ void DatagramSocketTransport::ForceClose(const absl::Status& status) {
 
 void DatagramSocketTransport::CallConnectionLost(const absl::Status& status) {
   if (connection_made_) {
-    CallProtocol(loop_, "protocol ConnectionLost() failed",
-                 [this] { return Describe(); },
-                 [&] { protocol_->ConnectionLost(status); })
+    CallProtocol(
+        loop_, "protocol ConnectionLost() failed",
+        [this] { return Describe(); },
+        [&] { protocol_->ConnectionLost(status); })
         .IgnoreError();  // Reported; there is nothing left to close.
   }
   if (fd_ >= 0) {
@@ -274,9 +273,9 @@ namespace {
 Task<absl::StatusOr<std::optional<SocketAddress>>> ResolveOne(
     EventLoop& loop, std::optional<HostPort> where, int family, bool passive) {
   if (!where.has_value()) co_return std::optional<SocketAddress>();
-  absl::StatusOr<std::vector<SocketAddress>> addresses = co_await Resolve(
-      loop, where->host, where->port,
-      ResolveOptions{.family = family, .passive = passive});
+  absl::StatusOr<std::vector<SocketAddress>> addresses =
+      co_await Resolve(loop, where->host, where->port,
+                       ResolveOptions{.family = family, .passive = passive});
   if (!addresses.ok()) co_return addresses.status();
   co_return std::optional<SocketAddress>(addresses->front());
 }
@@ -319,18 +318,10 @@ Task<absl::StatusOr<DatagramEndpoint>> CreateDatagramEndpoint(
       connect(fd, (*remote)->data(), (*remote)->length()) != 0) {
     co_return SocketError(errno, "connect to", (*remote)->ToString());
   }
-  std::unique_ptr<DatagramProtocol> protocol;
-  absl::Status failure;
-  try {
-    protocol = factory();
-    if (protocol == nullptr) {
-      failure = absl::InternalError("the protocol factory returned nothing");
-    }
-  } catch (const std::exception& e) {
-    failure = absl::InternalError(
-        absl::StrCat("the protocol factory failed: ", e.what()));
-  }
-  if (!failure.ok()) co_return failure;
+  absl::StatusOr<std::unique_ptr<DatagramProtocol>> made_protocol =
+      MakeProtocol(factory);
+  if (!made_protocol.ok()) co_return made_protocol.status();
+  std::unique_ptr<DatagramProtocol> protocol = *std::move(made_protocol);
   DatagramProtocol* raw_protocol = protocol.get();
   DatagramSocketTransport& transport = DatagramSocketTransport::Create(
       loop, std::exchange(fd, -1), std::move(protocol), *remote);

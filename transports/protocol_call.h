@@ -1,10 +1,15 @@
 #ifndef SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
 #define SLUICE_TRANSPORTS_PROTOCOL_CALL_H_
 
+#include <exception>
+#include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "framework/event_loop.h"
 
 namespace sluice {
@@ -16,6 +21,22 @@ namespace sluice {
 absl::Status CallProtocol(EventLoop& loop, const char* what,
                           absl::FunctionRef<std::string()> where,
                           absl::FunctionRef<void()> callback);
+
+// Calls a protocol factory: kInternal if it throws or returns nothing.
+template <class P>
+absl::StatusOr<std::unique_ptr<P>> MakeProtocol(
+    absl::AnyInvocable<std::unique_ptr<P>()>& factory) {
+  try {
+    std::unique_ptr<P> protocol = factory();
+    if (protocol == nullptr) {
+      return absl::InternalError("the protocol factory returned nothing");
+    }
+    return protocol;
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("the protocol factory failed: ", e.what()));
+  }
+}
 
 // One receive buffer per thread, shared by the transports of the loop that
 // runs there: received data is only lent to a protocol for the duration of

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "transports/protocol_call.h"
 #include "transports/resolver.h"
 #include "transports/socket_error.h"
 #include "transports/socket_transport.h"
@@ -48,8 +49,8 @@ Server::~Server() {
 }
 
 absl::Status Server::Listen(const SocketAddress& address) {
-  int fd = socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                  0);
+  int fd =
+      socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return SocketError(errno, "socket for", address.ToString());
   int one = 1;
   if (address.is_ip() && options_.reuse_address) {
@@ -57,7 +58,8 @@ absl::Status Server::Listen(const SocketAddress& address) {
   }
   if (options_.reuse_port &&
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-    absl::Status error = SocketError(errno, "SO_REUSEPORT on", address.ToString());
+    absl::Status error =
+        SocketError(errno, "SO_REUSEPORT on", address.ToString());
     close(fd);
     return error;
   }
@@ -97,10 +99,9 @@ void Server::Accept(int listen_fd) {
       int error = errno;
       if (error == EAGAIN || error == EWOULDBLOCK) return;
       if (error == EINTR || error == ECONNABORTED || error == EPROTO) continue;
-      absl::Status status = SocketError(error, "accept on",
-                                        addresses_.empty()
-                                            ? std::string()
-                                            : addresses_.front().ToString());
+      absl::Status status = SocketError(
+          error, "accept on",
+          addresses_.empty() ? std::string() : addresses_.front().ToString());
       if (error == EMFILE || error == ENFILE || error == ENOBUFS ||
           error == ENOMEM) {
         loop_.ReportError(LoopError{
@@ -113,23 +114,15 @@ void Server::Accept(int listen_fd) {
       }
       return;
     }
-    std::unique_ptr<Protocol> protocol;
-    absl::Status failure;
-    try {
-      protocol = factory_();
-      if (protocol == nullptr) {
-        failure = absl::InternalError("the factory returned no protocol");
-      }
-    } catch (const std::exception& e) {
-      failure = absl::InternalError(e.what());
-    }
-    if (!failure.ok()) {
-      loop_.ReportError(LoopError{"protocol factory failed", failure});
+    absl::StatusOr<std::unique_ptr<Protocol>> protocol = MakeProtocol(factory_);
+    if (!protocol.ok()) {
+      loop_.ReportError(
+          LoopError{"protocol factory failed", protocol.status()});
       close(fd);
       continue;
     }
     SocketTransport& transport = SocketTransport::Create(
-        loop_, fd, std::move(protocol),
+        loop_, fd, *std::move(protocol),
         SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer),
                                     length));
     connections_.insert(&transport);
@@ -203,8 +196,7 @@ Task<absl::StatusOr<std::unique_ptr<Server>>> CreateServer(
   absl::StatusOr<std::vector<SocketAddress>> addresses =
       co_await Resolve(loop, host, port, ResolveOptions{.passive = true});
   if (!addresses.ok()) co_return addresses.status();
-  std::unique_ptr<Server> server(
-      new Server(loop, std::move(factory), options));
+  std::unique_ptr<Server> server(new Server(loop, std::move(factory), options));
   for (const SocketAddress& address : *addresses) {
     SocketAddress target = address;
     // Port 0: every address gets the port the kernel chose for the first.
@@ -229,8 +221,8 @@ absl::StatusOr<std::unique_ptr<Server>> CreateUnixServer(
       S_ISSOCK(info.st_mode)) {
     // A socket file: stale unless a server still answers on it.
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live = probe >= 0 &&
-                connect(probe, address->data(), address->length()) == 0;
+    bool live =
+        probe >= 0 && connect(probe, address->data(), address->length()) == 0;
     if (probe >= 0) close(probe);
     if (live) {
       return absl::AlreadyExistsError(

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -422,6 +423,30 @@ TEST_F(ServerTest, OutOfDescriptorsAtAcceptBacksOffAndRecovers) {
   EXPECT_EQ(std::string(buf, 5), "alive");
   for (int fd : clients) close(fd);
   for (int fd : fillers) close(fd);
+}
+
+TEST_F(ServerTest, AFailingProtocolFactoryIsReportedAndTheServerGoesOn) {
+  int calls = 0;
+  auto server = Run(CreateServer(
+      *loop_,
+      [&calls]() -> std::unique_ptr<Protocol> {
+        if (++calls == 1) return nullptr;
+        if (calls == 2) throw std::runtime_error("factory exploded");
+        return std::make_unique<EchoProtocol>();
+      },
+      "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok());
+  uint16_t port = (*server)->addresses()[0].port();
+  for (int i = 0; i < 2; ++i) {
+    auto refused = Run(EchoOnce(*loop_, "127.0.0.1", port, "x"));
+    EXPECT_FALSE(refused.ok());  // Closed by the server: no protocol.
+  }
+  auto echoed = Run(EchoOnce(*loop_, "127.0.0.1", port, "third time"));
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, "third time");
+  ASSERT_EQ(errors_.size(), 2u);
+  EXPECT_THAT(errors_[0], HasSubstr("returned nothing"));
+  EXPECT_THAT(errors_[1], HasSubstr("factory exploded"));
 }
 
 TEST(ResolverTest, NumericAddressesNeedNoLookup) {
