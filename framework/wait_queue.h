@@ -3,6 +3,7 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "framework/cancellation.h"
@@ -28,11 +29,14 @@ class WaitQueue {
   class Awaiter {
    public:
     explicit Awaiter(WaitQueue& queue) : queue_(queue) {}
+    // Completes at once with `status`, without waiting.
+    Awaiter(WaitQueue& queue, absl::Status status)
+        : queue_(queue), result_(std::move(status)), ready_(true) {}
     Awaiter(const Awaiter&) = delete;
     Awaiter& operator=(const Awaiter&) = delete;
     ~Awaiter();
 
-    bool await_ready() const noexcept { return false; }
+    bool await_ready() const noexcept { return ready_; }
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> awaiting) {
       return Suspend(awaiting, CancelSlotOf(awaiting));
@@ -54,6 +58,7 @@ class WaitQueue {
     Awaiter* next_ = nullptr;
     bool linked_ = false;
     bool suspended_ = false;
+    bool ready_ = false;
   };
 
   Awaiter Wait() { return Awaiter(*this); }

@@ -1,7 +1,6 @@
 #include "protocols/streams/stream_state.h"
 
 #include "absl/strings/str_cat.h"
-#include "framework/task.h"
 
 namespace sluice::streams_internal {
 
@@ -21,11 +20,13 @@ void StreamState::Consume(size_t n) {
   }
 }
 
-Task<absl::Status> StreamState::WaitForData(const char* caller) {
+WaitQueue::Awaiter StreamState::WaitForData(const char* caller) {
   if (!data_waiter_.empty()) {
-    co_return absl::FailedPreconditionError(absl::StrCat(
-        caller, " called while another coroutine is already waiting for "
-                "incoming data"));
+    return WaitQueue::Awaiter(
+        data_waiter_,
+        absl::FailedPreconditionError(absl::StrCat(
+            caller, " called while another coroutine is already waiting for "
+                    "incoming data")));
   }
   // A reader that needs more than the buffer may hold must let the
   // transport read again, or it would wait forever.
@@ -33,7 +34,7 @@ Task<absl::Status> StreamState::WaitForData(const char* caller) {
     reading_paused_ = false;
     transport_->ResumeReading();
   }
-  co_return co_await data_waiter_.Wait();
+  return data_waiter_.Wait();
 }
 
 absl::Status StreamState::LostError() const {

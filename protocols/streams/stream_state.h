@@ -14,7 +14,6 @@
 #include "absl/status/status.h"
 #include "framework/event_loop.h"
 #include "framework/future.h"
-#include "framework/task.h"
 #include "framework/transport.h"
 #include "framework/wait_queue.h"
 
@@ -44,7 +43,8 @@ class StreamState {
   const absl::Status& exception() const { return exception_; }
   // Waits until data, EOF or an exception arrive. kFailedPrecondition if
   // another coroutine already waits (asyncio allows one reader at a time).
-  Task<absl::Status> WaitForData(const char* caller);
+  // An awaitable, not a Task: no coroutine frame per wait.
+  WaitQueue::Awaiter WaitForData(const char* caller);
 
   // Writer side.
   bool write_paused() const { return write_paused_; }
