@@ -43,26 +43,49 @@ std::optional<SocketAddress> StreamWriter::LocalAddress() const {
   return transport != nullptr ? transport->LocalAddress() : std::nullopt;
 }
 
-Task<absl::Status> StreamWriter::Drain() {
-  std::shared_ptr<streams_internal::StreamState> state = state_;
-  if (!state->exception().ok()) co_return state->exception();
-  if (state->transport() != nullptr && state->transport()->IsClosing()) {
+StreamWriter::DrainAwaiter StreamWriter::Drain() const {
+  return DrainAwaiter(state_);
+}
+
+bool StreamWriter::DrainAwaiter::await_ready() {
+  if (!state_->exception().ok()) {
+    result_ = state_->exception();
+    return true;
+  }
+  Transport* transport = state_->transport();
+  if (transport != nullptr && transport->IsClosing()) {
     // Yield once, so that a ConnectionLost already scheduled runs first
     // (bpo-25441: otherwise `Write(); co_await Drain();` loops forever).
-    absl::Status slept = co_await state->loop().Sleep(absl::ZeroDuration());
-    if (!slept.ok()) co_return slept;
-    if (!state->connection_lost()) {
-      co_return absl::FailedPreconditionError(
+    yield_ = true;
+    return false;
+  }
+  if (state_->connection_lost()) {
+    result_ = state_->LostError();
+    return true;
+  }
+  if (!state_->write_paused()) {
+    result_ = absl::OkStatus();
+    return true;
+  }
+  return false;  // Paused: wait for ResumeWriting or the loss.
+}
+
+absl::Status StreamWriter::DrainAwaiter::await_resume() {
+  if (yield_once_.has_value()) {
+    absl::Status yielded = yield_once_->await_resume();
+    if (!yielded.ok()) return yielded;
+    if (!state_->connection_lost()) {
+      return absl::FailedPreconditionError(
           "the connection is closing: nothing more can be written");
     }
+    return state_->LostError();
   }
-  if (state->connection_lost()) co_return state->LostError();
-  if (!state->write_paused()) co_return absl::OkStatus();
-  co_return co_await state->drain_waiters().Wait();
+  if (resumed_.has_value()) return resumed_->await_resume();
+  return result_;
 }
 
 void StreamWriter::Drain(absl::AnyInvocable<void(absl::Status)> done) {
-  Future<absl::Status> drained = Spawn(state_->loop(), Drain());
+  Future<absl::Status> drained = Spawn(state_->loop(), AwaitAsTask(Drain()));
   drained.AddDoneCallback(
       [done = std::move(done)](const absl::Status& status) mutable {
         done(status);

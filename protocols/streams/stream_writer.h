@@ -1,6 +1,7 @@
 #ifndef SLUICE_PROTOCOLS_STREAMS_STREAM_WRITER_H_
 #define SLUICE_PROTOCOLS_STREAMS_STREAM_WRITER_H_
 
+#include <coroutine>
 #include <memory>
 #include <optional>
 #include <span>
@@ -8,10 +9,13 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "framework/event_loop.h"
 #include "framework/future.h"
 #include "framework/socket_address.h"
 #include "framework/task.h"
 #include "framework/transport.h"
+#include "framework/wait_queue.h"
 #include "protocols/streams/stream_state.h"
 
 namespace sluice {
@@ -55,7 +59,10 @@ class StreamWriter {
   // "connection closed" after a clean close); not paused returns at once
   // without suspending; paused waits for ResumeWriting or the loss. Any
   // number of coroutines may drain at once.
-  Task<absl::Status> Drain();
+  // An awaitable that completes without suspending or allocating when the
+  // buffer is not paused (wrap it with AwaitAsTask to Spawn it).
+  class DrainAwaiter;
+  DrainAwaiter Drain() const;
   // The same for callback code: `done` runs on the loop with the result.
   void Drain(absl::AnyInvocable<void(absl::Status)> done);
 
@@ -66,6 +73,35 @@ class StreamWriter {
 
  private:
   std::shared_ptr<streams_internal::StreamState> state_;
+};
+
+class StreamWriter::DrainAwaiter {
+ public:
+  explicit DrainAwaiter(std::shared_ptr<streams_internal::StreamState> state)
+      : state_(std::move(state)) {}
+  // Movable until awaited (AwaitAsTask and WithTimeout take it by value).
+  DrainAwaiter(DrainAwaiter&& other) noexcept
+      : state_(std::move(other.state_)) {}
+  DrainAwaiter& operator=(DrainAwaiter&&) = delete;
+
+  bool await_ready();
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> awaiting) {
+    if (yield_) {
+      yield_once_.emplace(state_->loop(), absl::ZeroDuration());
+      return yield_once_->await_suspend(awaiting);
+    }
+    resumed_.emplace(state_->drain_waiters());
+    return resumed_->await_suspend(awaiting);
+  }
+  absl::Status await_resume();
+
+ private:
+  std::shared_ptr<streams_internal::StreamState> state_;
+  absl::Status result_;
+  bool yield_ = false;
+  std::optional<EventLoop::SleepAwaiter> yield_once_;
+  std::optional<WaitQueue::Awaiter> resumed_;
 };
 
 }  // namespace sluice

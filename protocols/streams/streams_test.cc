@@ -61,7 +61,7 @@ class StreamsTest : public ::testing::Test {
 TEST_F(StreamsTest, DrainReturnsAtOnceWhenNotPaused) {
   Connect();
   writer_->Write("small");
-  Future<absl::Status> drained = Spawn(*loop_, writer_->Drain());
+  Future<absl::Status> drained = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
   loop_->RunOnce(absl::ZeroDuration());  // Starts the task: done at once.
   ASSERT_TRUE(drained.IsDone());
   EXPECT_TRUE(drained.Result().ok());
@@ -72,7 +72,7 @@ TEST_F(StreamsTest, DrainWaitsWhileThePeerDoesNotReadThenResumes) {
   Connect();
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));  // Above the 64 KiB mark.
-  Future<absl::Status> drained = Spawn(*loop_, writer_->Drain());
+  Future<absl::Status> drained = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
   loop_->RunUntilIdle();
   EXPECT_FALSE(drained.IsDone());
   transport_->SetPeerReading(true);
@@ -87,7 +87,7 @@ TEST_F(StreamsTest, ManyConcurrentDrainersAllWake) {
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));
   std::vector<Future<absl::Status>> drainers;
-  for (int i = 0; i < 10; ++i) drainers.push_back(Spawn(*loop_, writer_->Drain()));
+  for (int i = 0; i < 10; ++i) drainers.push_back(Spawn(*loop_, AwaitAsTask(writer_->Drain())));
   loop_->RunUntilIdle();
   for (auto& d : drainers) EXPECT_FALSE(d.IsDone());
   transport_->SetPeerReading(true);
@@ -102,7 +102,7 @@ TEST_F(StreamsTest, ConnectionLossFailsPendingAndLaterDrains) {
   Connect();
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));
-  Future<absl::Status> pending = Spawn(*loop_, writer_->Drain());
+  Future<absl::Status> pending = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
   loop_->RunUntilIdle();
   transport_->ResetFromPeer(absl::UnavailableError("reset by peer"));
   loop_->RunUntilIdle();
@@ -112,7 +112,7 @@ TEST_F(StreamsTest, ConnectionLossFailsPendingAndLaterDrains) {
   // The writer outlives the connection: no crash, errors only.
   EXPECT_EQ(writer_->transport(), nullptr);
   writer_->Write("into the void");
-  EXPECT_EQ(Run(writer_->Drain()).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Run(AwaitAsTask(writer_->Drain())).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Run(reader_->Read()).status().code(),
             absl::StatusCode::kUnavailable);
 }
@@ -121,7 +121,7 @@ TEST_F(StreamsTest, DrainAfterCloseYieldsThenFails) {
   Connect();
   writer_->Close();
   writer_->Write("late");
-  absl::Status drained = Run(writer_->Drain());
+  absl::Status drained = Run(AwaitAsTask(writer_->Drain()));
   EXPECT_FALSE(drained.ok());
   EXPECT_TRUE(drained.code() == absl::StatusCode::kUnavailable ||
               drained.code() == absl::StatusCode::kFailedPrecondition)
@@ -134,14 +134,14 @@ TEST_F(StreamsTest, DrainCanBeCancelled) {
   Connect();
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));
-  Future<absl::Status> pending = Spawn(*loop_, writer_->Drain());
+  Future<absl::Status> pending = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
   loop_->RunUntilIdle();
   pending.Cancel();
   loop_->RunUntilIdle();
   ASSERT_TRUE(pending.IsDone());
   EXPECT_EQ(pending.Result().code(), absl::StatusCode::kCancelled);
   // A later drain still works.
-  Future<absl::Status> next = Spawn(*loop_, writer_->Drain());
+  Future<absl::Status> next = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
   transport_->SetPeerReading(true);
   loop_->RunUntilIdle();
   ASSERT_TRUE(next.IsDone());
