@@ -20,6 +20,24 @@ SocketAddress SocketAddress::FromSockaddr(const sockaddr* address,
   return result;
 }
 
+std::optional<SocketAddress> SocketAddress::LocalOf(int fd) {
+  sockaddr_storage storage;
+  socklen_t length = sizeof(storage);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+    return std::nullopt;
+  }
+  return FromSockaddr(reinterpret_cast<sockaddr*>(&storage), length);
+}
+
+std::optional<SocketAddress> SocketAddress::PeerOf(int fd) {
+  sockaddr_storage storage;
+  socklen_t length = sizeof(storage);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+    return std::nullopt;
+  }
+  return FromSockaddr(reinterpret_cast<sockaddr*>(&storage), length);
+}
+
 absl::StatusOr<SocketAddress> SocketAddress::FromIp(std::string_view ip,
                                                     uint16_t port) {
   std::string text(ip);

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,10 @@ class SocketAddress {
 
   // Copies `length` bytes of `address`.
   static SocketAddress FromSockaddr(const sockaddr* address, socklen_t length);
+  // The local (getsockname) or peer (getpeername) address of socket `fd`;
+  // nullopt if the call fails (e.g. not connected).
+  static std::optional<SocketAddress> LocalOf(int fd);
+  static std::optional<SocketAddress> PeerOf(int fd);
   // A numeric IPv4 or IPv6 address ("127.0.0.1", "::1", "fe80::1%lo").
   // kInvalidArgument for anything else (names need a resolver).
   static absl::StatusOr<SocketAddress> FromIp(std::string_view ip,

@@ -20,16 +20,6 @@ namespace {
 // Datagrams read per readiness event before other fds get their turn.
 constexpr int kReadBatch = 16;
 
-std::optional<SocketAddress> SockName(int fd) {
-  sockaddr_storage storage;
-  socklen_t length = sizeof(storage);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return std::nullopt;
-  }
-  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&storage),
-                                     length);
-}
-
 }  // namespace
 
 DatagramSocketTransport& DatagramSocketTransport::Create(
@@ -58,7 +48,7 @@ DatagramSocketTransport::DatagramSocketTransport(
       fd_(fd),
       protocol_(std::move(protocol)),
       peer_(std::move(peer)),
-      local_(SockName(fd)),
+      local_(SocketAddress::LocalOf(fd)),
       flow_(loop) {
   absl::Status watched = loop_.WatchFd(fd_, *this, kFdNone);
   if (!watched.ok()) {

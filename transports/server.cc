@@ -77,15 +77,12 @@ absl::Status Server::Listen(const SocketAddress& address) {
     close(fd);
     return error;
   }
-  sockaddr_storage bound;
-  socklen_t length = sizeof(bound);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
   auto listener = std::make_unique<Listener>(*this, fd);
   absl::Status watched = loop_.WatchFd(fd, *listener, kFdReadable);
   if (!watched.ok()) return watched;  // ~Listener closes the socket.
   listeners_.push_back(std::move(listener));
-  addresses_.push_back(
-      SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&bound), length));
+  // With the port the kernel chose for port 0.
+  addresses_.push_back(SocketAddress::LocalOf(fd).value_or(address));
   return absl::OkStatus();
 }
 

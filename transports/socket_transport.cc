@@ -29,26 +29,6 @@ bool WouldBlock(int error) {
   return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
 }
 
-std::optional<SocketAddress> SockName(int fd) {
-  sockaddr_storage storage;
-  socklen_t length = sizeof(storage);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return std::nullopt;
-  }
-  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&storage),
-                                     length);
-}
-
-std::optional<SocketAddress> PeerName(int fd) {
-  sockaddr_storage storage;
-  socklen_t length = sizeof(storage);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return std::nullopt;
-  }
-  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&storage),
-                                     length);
-}
-
 // sendmsg rather than writev: writev has no MSG_NOSIGNAL.
 ssize_t SendVector(int fd, const iovec* iov, size_t count) {
   msghdr message{};
@@ -84,8 +64,8 @@ SocketTransport::SocketTransport(EventLoop& loop, int fd,
       fd_(fd),
       protocol_(std::move(protocol)),
       buffered_(protocol_->AsBufferedProtocol()),
-      peer_(peer.has_value() ? std::move(peer) : PeerName(fd)),
-      local_(SockName(fd)),
+      peer_(peer.has_value() ? std::move(peer) : SocketAddress::PeerOf(fd)),
+      local_(SocketAddress::LocalOf(fd)),
       flow_(loop) {
   if (local_.has_value() && local_->is_ip()) {
     int one = 1;
