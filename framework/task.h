@@ -251,6 +251,17 @@ template <class A>
 concept NonTaskAwaitable =
     !internal::IsTask<A>::value && StatusLike<AwaitResult<A>>;
 
+// Spawn and RunUntilComplete take any such awaitable (a read, a drain) as
+// they take a Task.
+template <NonTaskAwaitable A>
+Future<AwaitResult<A>> Spawn(EventLoop& loop, A awaitable) {
+  return Spawn(loop, AwaitAsTask(std::move(awaitable)));
+}
+template <NonTaskAwaitable A>
+Future<AwaitResult<A>> AsFuture(EventLoop& loop, A awaitable) {
+  return Spawn(loop, std::move(awaitable));
+}
+
 }  // namespace sluice
 
 #endif  // SLUICE_FRAMEWORK_TASK_H_

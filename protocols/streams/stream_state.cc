@@ -1,8 +1,102 @@
 #include "protocols/streams/stream_state.h"
 
+#include <algorithm>
+#include <optional>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "protocols/streams/stream_errors.h"
 
 namespace sluice::streams_internal {
+
+const char* ReadRequest::name() const {
+  switch (kind_) {
+    case Kind::kSome:
+    case Kind::kToEof:
+      return "Read()";
+    case Kind::kExactly:
+      return "ReadExactly()";
+    case Kind::kUntil:
+      return "ReadUntil()";
+    case Kind::kLine:
+      return "ReadLine()";
+  }
+  return "a read";
+}
+
+bool ReadRequest::Ready(const StreamState& state) {
+  if (!state.exception().ok()) return true;
+  switch (kind_) {
+    case Kind::kSome:
+      return size_ == 0 || state.buffered_size() > 0 || state.eof();
+    case Kind::kToEof:
+      return state.eof();
+    case Kind::kExactly:
+      return state.buffered_size() >= size_ || state.eof();
+    case Kind::kUntil:
+    case Kind::kLine: {
+      std::string_view buffered = state.buffered();
+      found_ = buffered.find(separator_, search_from_);
+      if (found_ != std::string_view::npos) return true;
+      search_from_ = buffered.size() + 1 > separator_.size()
+                         ? buffered.size() + 1 - separator_.size()
+                         : 0;
+      // The limit counts the data without the separator (asyncio).
+      return search_from_ > state.limit() || state.eof();
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> ReadRequest::Take(StreamState& state) {
+  // Also brings a ReadUntil search up to date with data that came after
+  // the read was woken.
+  if (!Ready(state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        name(), " resumed without data: another coroutine read it"));
+  }
+  if (!state.exception().ok()) return state.exception();
+  switch (kind_) {
+    case Kind::kSome:
+      return state.TakeFront(std::min(size_, state.buffered_size()));
+    case Kind::kToEof:
+      return state.TakeFront(state.buffered_size());
+    case Kind::kExactly:
+      if (state.buffered_size() < size_) {
+        return IncompleteReadError(state.TakeFront(state.buffered_size()),
+                                   size_);
+      }
+      return state.TakeFront(size_);
+    case Kind::kUntil:
+    case Kind::kLine:
+      return TakeUntil(state);
+  }
+  return absl::InternalError("unknown read");
+}
+
+absl::StatusOr<std::string> ReadRequest::TakeUntil(StreamState& state) {
+  const bool line = kind_ == Kind::kLine;
+  if (found_ != std::string::npos && found_ <= state.limit()) {
+    return state.TakeFront(found_ + separator_.size());
+  }
+  if (found_ != std::string::npos || search_from_ > state.limit()) {
+    const bool separator_found = found_ != std::string::npos;
+    const size_t consumed = separator_found ? found_ : search_from_;
+    // ReadUntil leaves the data to the caller; ReadLine drops the line,
+    // through its newline when it is there.
+    if (line) {
+      state.Consume(separator_found ? found_ + 1 : state.buffered_size());
+    }
+    return LimitOverrunError(
+        separator_found ? "Separator is found, but chunk is longer than limit"
+                        : "Separator is not found, and chunk exceed the limit",
+        consumed);
+  }
+  // EOF without the separator.
+  std::string partial = state.TakeFront(state.buffered_size());
+  if (line) return partial;
+  return IncompleteReadError(partial, std::nullopt);
+}
 
 void StreamState::Consume(size_t n) {
   start_ += n;
@@ -14,27 +108,39 @@ void StreamState::Consume(size_t n) {
     buffer_.erase(0, start_);
     start_ = 0;
   }
+  MaybeResumeReading();
+}
+
+std::string StreamState::TakeFront(size_t n) {
+  // Handing over the buffer saves a copy; not when it is mostly spare
+  // capacity, which would then stay with the caller's string.
+  if (start_ == 0 && n == buffer_.size() && buffer_.capacity() <= 2 * n) {
+    std::string taken = std::exchange(buffer_, std::string());
+    MaybeResumeReading();
+    return taken;
+  }
+  std::string taken(buffered().substr(0, n));
+  Consume(n);
+  return taken;
+}
+
+void StreamState::MaybeResumeReading() {
   if (reading_paused_ && buffered_size() <= limit_ && transport_ != nullptr) {
     reading_paused_ = false;
     transport_->ResumeReading();
   }
 }
 
-WaitQueue::Awaiter StreamState::WaitForData(const char* caller) {
-  if (!data_waiter_.empty()) {
-    return WaitQueue::Awaiter(
-        data_waiter_,
-        absl::FailedPreconditionError(absl::StrCat(
-            caller, " called while another coroutine is already waiting for "
-                    "incoming data")));
-  }
-  // A reader that needs more than the buffer may hold must let the
-  // transport read again, or it would wait forever.
+void StreamState::BeginRead(ReadRequest& request) {
+  reader_ = &request;
   if (reading_paused_ && transport_ != nullptr) {
     reading_paused_ = false;
     transport_->ResumeReading();
   }
-  return data_waiter_.Wait();
+}
+
+void StreamState::EndRead(const ReadRequest& request) {
+  if (reader_ == &request) reader_ = nullptr;
 }
 
 absl::Status StreamState::LostError() const {
@@ -45,7 +151,11 @@ absl::Status StreamState::LostError() const {
 void StreamState::FeedData(std::string_view data) {
   if (data.empty()) return;
   buffer_.append(data);
-  data_waiter_.WakeAll();
+  if (!data_waiter_.empty() && reader_ != nullptr) {
+    // A waiting read that still needs more keeps the transport reading.
+    if (!reader_->Ready(*this)) return;
+    data_waiter_.WakeAll();
+  }
   if (transport_ != nullptr && !reading_paused_ &&
       buffered_size() > 2 * limit_) {
     reading_paused_ = true;

@@ -10,14 +10,53 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "framework/event_loop.h"
 #include "framework/future.h"
 #include "framework/transport.h"
 #include "framework/wait_queue.h"
 
 namespace sluice::streams_internal {
+
+class StreamState;
+
+// What one StreamReader call needs before it can complete. A waiting read
+// is woken once, when it can finish, so it never loops through the event
+// loop for data that is not yet enough.
+class ReadRequest {
+ public:
+  enum class Kind {
+    kSome,     // Read(n): up to n bytes, waiting for at least one.
+    kToEof,    // Read(-1): everything up to EOF.
+    kExactly,  // ReadExactly(n).
+    kUntil,    // ReadUntil(separator).
+    kLine,     // ReadLine(): ReadUntil("\n") with asyncio's error handling.
+  };
+
+  ReadRequest(Kind kind, size_t size, std::string separator = {})
+      : kind_(kind), size_(size), separator_(std::move(separator)) {}
+
+  // The method's name, for error messages.
+  const char* name() const;
+  // Whether Take can complete now: enough data, EOF or an error are there.
+  bool Ready(const StreamState& state);
+  // Consumes and returns the result; after Ready() returned true.
+  absl::StatusOr<std::string> Take(StreamState& state);
+
+ private:
+  absl::StatusOr<std::string> TakeUntil(StreamState& state);
+
+  Kind kind_;
+  size_t size_;
+  std::string separator_;
+  // ReadUntil: where the next search starts (bytes before it cannot begin
+  // the separator), and where the separator was found.
+  size_t search_from_ = 0;
+  size_t found_ = std::string::npos;
+};
 
 class StreamState {
  public:
@@ -39,12 +78,21 @@ class StreamState {
   // Drops `n` bytes from the front and resumes a paused transport once the
   // buffer is down to the limit.
   void Consume(size_t n);
+  // Removes and returns the first `n` bytes; the whole buffer is handed
+  // over without a copy when that is what is taken.
+  std::string TakeFront(size_t n);
   bool eof() const { return eof_; }
   const absl::Status& exception() const { return exception_; }
-  // Waits until data, EOF or an exception arrive. kFailedPrecondition if
-  // another coroutine already waits (asyncio allows one reader at a time).
-  // An awaitable, not a Task: no coroutine frame per wait.
-  WaitQueue::Awaiter WaitForData(const char* caller);
+
+  // The read in progress, from the moment it waits until it has resumed;
+  // asyncio allows one reader at a time.
+  const ReadRequest* reader() const { return reader_; }
+  // `request` waits: woken through data_waiter() once Ready. A paused
+  // transport reads again, or a read needing more than the buffer may hold
+  // would wait forever.
+  void BeginRead(ReadRequest& request);
+  void EndRead(const ReadRequest& request);
+  WaitQueue& data_waiter() { return data_waiter_; }
 
   // Writer side.
   bool write_paused() const { return write_paused_; }
@@ -65,6 +113,8 @@ class StreamState {
   void ConnectionLost(const absl::Status& status);
 
  private:
+  void MaybeResumeReading();
+
   EventLoop& loop_;
   const size_t limit_;
   Transport* transport_ = nullptr;
@@ -73,6 +123,7 @@ class StreamState {
   bool eof_ = false;
   absl::Status exception_;
   bool reading_paused_ = false;
+  ReadRequest* reader_ = nullptr;
   WaitQueue data_waiter_;
   bool write_paused_ = false;
   bool connection_lost_ = false;

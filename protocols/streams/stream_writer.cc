@@ -85,7 +85,7 @@ absl::Status StreamWriter::DrainAwaiter::await_resume() {
 }
 
 void StreamWriter::Drain(absl::AnyInvocable<void(absl::Status)> done) {
-  Future<absl::Status> drained = Spawn(state_->loop(), AwaitAsTask(Drain()));
+  Future<absl::Status> drained = Spawn(state_->loop(), Drain());
   drained.AddDoneCallback(
       [done = std::move(done)](const absl::Status& status) mutable {
         done(status);

@@ -60,7 +60,7 @@ class StreamWriter {
   // without suspending; paused waits for ResumeWriting or the loss. Any
   // number of coroutines may drain at once.
   // An awaitable that completes without suspending or allocating when the
-  // buffer is not paused (wrap it with AwaitAsTask to Spawn it).
+  // buffer is not paused. Spawn takes it too.
   class DrainAwaiter;
   DrainAwaiter Drain() const;
   // The same for callback code: `done` runs on the loop with the result.
@@ -79,7 +79,7 @@ class StreamWriter::DrainAwaiter {
  public:
   explicit DrainAwaiter(std::shared_ptr<streams_internal::StreamState> state)
       : state_(std::move(state)) {}
-  // Movable until awaited (AwaitAsTask and WithTimeout take it by value).
+  // Movable until awaited (Spawn and WithTimeout take it by value).
   DrainAwaiter(DrainAwaiter&& other) noexcept
       : state_(std::move(other.state_)) {}
   DrainAwaiter& operator=(DrainAwaiter&&) = delete;

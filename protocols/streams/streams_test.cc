@@ -1,6 +1,7 @@
 #include "protocols/streams/streams.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,9 @@ class StreamsTest : public ::testing::Test {
     writer_ = std::make_unique<StreamWriter>(pair.writer);
   }
 
-  template <class T>
-  T Run(Task<T> task) {
-    return loop_->RunUntilComplete(std::move(task));
+  template <class Awaitable>
+  auto Run(Awaitable awaitable) {
+    return loop_->RunUntilComplete(std::move(awaitable));
   }
 
   VirtualClock clock_;
@@ -61,7 +62,7 @@ class StreamsTest : public ::testing::Test {
 TEST_F(StreamsTest, DrainReturnsAtOnceWhenNotPaused) {
   Connect();
   writer_->Write("small");
-  Future<absl::Status> drained = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
+  Future<absl::Status> drained = Spawn(*loop_, writer_->Drain());
   loop_->RunOnce(absl::ZeroDuration());  // Starts the task: done at once.
   ASSERT_TRUE(drained.IsDone());
   EXPECT_TRUE(drained.Result().ok());
@@ -72,7 +73,7 @@ TEST_F(StreamsTest, DrainWaitsWhileThePeerDoesNotReadThenResumes) {
   Connect();
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));  // Above the 64 KiB mark.
-  Future<absl::Status> drained = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
+  Future<absl::Status> drained = Spawn(*loop_, writer_->Drain());
   loop_->RunUntilIdle();
   EXPECT_FALSE(drained.IsDone());
   transport_->SetPeerReading(true);
@@ -87,7 +88,7 @@ TEST_F(StreamsTest, ManyConcurrentDrainersAllWake) {
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));
   std::vector<Future<absl::Status>> drainers;
-  for (int i = 0; i < 10; ++i) drainers.push_back(Spawn(*loop_, AwaitAsTask(writer_->Drain())));
+  for (int i = 0; i < 10; ++i) drainers.push_back(Spawn(*loop_, writer_->Drain()));
   loop_->RunUntilIdle();
   for (auto& d : drainers) EXPECT_FALSE(d.IsDone());
   transport_->SetPeerReading(true);
@@ -102,7 +103,7 @@ TEST_F(StreamsTest, ConnectionLossFailsPendingAndLaterDrains) {
   Connect();
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));
-  Future<absl::Status> pending = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
+  Future<absl::Status> pending = Spawn(*loop_, writer_->Drain());
   loop_->RunUntilIdle();
   transport_->ResetFromPeer(absl::UnavailableError("reset by peer"));
   loop_->RunUntilIdle();
@@ -112,7 +113,7 @@ TEST_F(StreamsTest, ConnectionLossFailsPendingAndLaterDrains) {
   // The writer outlives the connection: no crash, errors only.
   EXPECT_EQ(writer_->transport(), nullptr);
   writer_->Write("into the void");
-  EXPECT_EQ(Run(AwaitAsTask(writer_->Drain())).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Run(writer_->Drain()).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Run(reader_->Read()).status().code(),
             absl::StatusCode::kUnavailable);
 }
@@ -121,7 +122,7 @@ TEST_F(StreamsTest, DrainAfterCloseYieldsThenFails) {
   Connect();
   writer_->Close();
   writer_->Write("late");
-  absl::Status drained = Run(AwaitAsTask(writer_->Drain()));
+  absl::Status drained = Run(writer_->Drain());
   EXPECT_FALSE(drained.ok());
   EXPECT_TRUE(drained.code() == absl::StatusCode::kUnavailable ||
               drained.code() == absl::StatusCode::kFailedPrecondition)
@@ -134,14 +135,14 @@ TEST_F(StreamsTest, DrainCanBeCancelled) {
   Connect();
   transport_->SetPeerReading(false);
   writer_->Write(std::string(100 * 1024, 'x'));
-  Future<absl::Status> pending = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
+  Future<absl::Status> pending = Spawn(*loop_, writer_->Drain());
   loop_->RunUntilIdle();
   pending.Cancel();
   loop_->RunUntilIdle();
   ASSERT_TRUE(pending.IsDone());
   EXPECT_EQ(pending.Result().code(), absl::StatusCode::kCancelled);
   // A later drain still works.
-  Future<absl::Status> next = Spawn(*loop_, AwaitAsTask(writer_->Drain()));
+  Future<absl::Status> next = Spawn(*loop_, writer_->Drain());
   transport_->SetPeerReading(true);
   loop_->RunUntilIdle();
   ASSERT_TRUE(next.IsDone());
@@ -306,6 +307,62 @@ TEST_F(StreamsTest, AReadLargerThanTheBufferResumesAPausedTransport) {
   EXPECT_EQ(big.Result()->size(), 500u);
 }
 
+TEST_F(StreamsTest, AReadIsWokenOnlyWhenItCanComplete) {
+  constexpr size_t kLimit = 100;
+  Connect(kLimit);
+  Future<absl::StatusOr<std::string>> exactly =
+      Spawn(*loop_, reader_->ReadExactly(5 * kLimit));
+  for (int i = 0; i < 4; ++i) {
+    transport_->DeliverFromPeer(std::string(kLimit, 'a' + i));
+    loop_->RunUntilIdle();
+    EXPECT_FALSE(exactly.IsDone());
+    // Past 2 x limit too: the waiting read needs more, so reading goes on.
+    EXPECT_TRUE(transport_->IsReading());
+  }
+  transport_->DeliverFromPeer(std::string(kLimit + 1, 'e'));
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(exactly.IsDone());
+  EXPECT_EQ(exactly.Result()->substr(4 * kLimit - 1, 2), "de");
+  EXPECT_EQ(reader_->BufferedSize(), 1u);
+}
+
+TEST_F(StreamsTest, ReadToEofCollectsMoreThanTheLimitAndCancelsCleanly) {
+  constexpr size_t kLimit = 100;
+  Connect(kLimit);
+  Future<absl::StatusOr<std::string>> all = Spawn(*loop_, reader_->Read());
+  transport_->DeliverFromPeer(std::string(3 * kLimit, 'x'));
+  loop_->RunUntilIdle();
+  all.Cancel();
+  loop_->RunUntilIdle();
+  EXPECT_EQ(all.Result().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(reader_->BufferedSize(), 3 * kLimit);  // Nothing was lost.
+
+  Future<absl::StatusOr<std::string>> again = Spawn(*loop_, reader_->Read());
+  loop_->RunUntilIdle();
+  EXPECT_TRUE(transport_->IsReading());
+  transport_->DeliverFromPeer(std::string(3 * kLimit, 'y'));
+  transport_->DeliverEofFromPeer();
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(again.IsDone());
+  EXPECT_EQ(*again.Result(),
+            std::string(3 * kLimit, 'x') + std::string(3 * kLimit, 'y'));
+  EXPECT_TRUE(reader_->AtEof());
+}
+
+TEST_F(StreamsTest, ASecondReaderWhileTheFirstIsWokenFails) {
+  Connect();
+  Future<absl::StatusOr<std::string>> first = Spawn(*loop_, reader_->Read(10));
+  loop_->RunUntilIdle();
+  // Scheduled before the data wakes the first reader, so it runs between
+  // the wake-up and the first reader's resumption.
+  Future<absl::StatusOr<std::string>> second = Spawn(*loop_, reader_->Read(10));
+  transport_->DeliverFromPeer("x");
+  loop_->RunUntilIdle();
+  EXPECT_EQ(second.Result().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*first.Result(), "x");
+}
+
 // --- Over real sockets: OpenConnection and StartServer ---
 
 Task<absl::Status> EchoLines(StreamReader reader, StreamWriter writer) {
@@ -358,6 +415,58 @@ TEST(StreamsOverTcpTest, StartServerAndOpenConnectionEchoLines) {
       loop->RunUntilComplete(Converse(*loop, port));
   ASSERT_TRUE(transcript.ok()) << transcript.status();
   EXPECT_EQ(*transcript, "one\ntwo\nthree\n[eof]");
+  watchdog.Cancel();
+}
+
+// The reader's thresholds on a live TCP connection: the server's transport
+// stops reading once more than 2 x limit bytes wait, and reads again when
+// the buffer is down to the limit, not before.
+TEST(StreamsOverTcpTest, TheReaderPausesAndResumesALiveTransport) {
+  constexpr size_t kLimit = 4096;
+  auto loop = EventLoop::Create().value();
+  Handle watchdog = loop->CallLater(absl::Seconds(30), [&] {
+    ADD_FAILURE() << "still running after 30 s";
+    loop->Stop();
+  });
+  std::optional<StreamPair> accepted;
+  auto keep = [&accepted](StreamReader reader,
+                          StreamWriter writer) -> Task<absl::Status> {
+    accepted.emplace(StreamPair{reader, writer});
+    co_return absl::OkStatus();
+  };
+  auto server = loop->RunUntilComplete(StartServer(
+      *loop, keep, "127.0.0.1", 0, StreamOptions{.limit = kLimit}));
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<StreamPair> client = loop->RunUntilComplete(
+      OpenConnection(*loop, "127.0.0.1", (*server)->addresses()[0].port()));
+  ASSERT_TRUE(client.ok()) << client.status();
+  // More than one receive takes, so some must wait in the kernel.
+  constexpr size_t kSent = 1 << 20;
+  client->writer.Write(std::string(kSent, 'z'));
+
+  auto paused = [&] {
+    return accepted.has_value() && accepted->writer.transport() != nullptr &&
+           !accepted->writer.transport()->IsReading();
+  };
+  ASSERT_TRUE(loop->RunUntil(paused));
+  StreamReader& reader = accepted->reader;
+  const size_t buffered = reader.BufferedSize();
+  EXPECT_GT(buffered, 2 * kLimit);
+  EXPECT_LT(buffered, kSent);  // The rest waits in the kernel.
+
+  ASSERT_TRUE(loop->RunUntilComplete(reader.ReadExactly(buffered - kLimit - 1)).ok());
+  EXPECT_FALSE(accepted->writer.transport()->IsReading());  // limit + 1 left.
+  ASSERT_TRUE(loop->RunUntilComplete(reader.ReadExactly(1)).ok());
+  EXPECT_TRUE(accepted->writer.transport()->IsReading());  // limit left.
+
+  // Everything arrives, in order, once the reader keeps up.
+  absl::StatusOr<std::string> rest =
+      loop->RunUntilComplete(reader.ReadExactly(kSent - buffered + kLimit));
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(*rest, std::string(kSent - buffered + kLimit, 'z'));
+  client->writer.Close();
+  accepted->writer.Close();
+  loop->RunUntilIdle();
   watchdog.Cancel();
 }
 
