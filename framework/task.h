@@ -251,13 +251,15 @@ template <class A>
 concept NonTaskAwaitable =
     !internal::IsTask<A>::value && StatusLike<AwaitResult<A>>;
 
-// Spawn and RunUntilComplete take any such awaitable (a read, a drain) as
-// they take a Task.
+// Spawn and RunUntilComplete take any such awaitable that can be moved (a
+// read, a drain) as they take a Task.
 template <NonTaskAwaitable A>
+  requires std::move_constructible<A>
 Future<AwaitResult<A>> Spawn(EventLoop& loop, A awaitable) {
   return Spawn(loop, AwaitAsTask(std::move(awaitable)));
 }
 template <NonTaskAwaitable A>
+  requires std::move_constructible<A>
 Future<AwaitResult<A>> AsFuture(EventLoop& loop, A awaitable) {
   return Spawn(loop, std::move(awaitable));
 }

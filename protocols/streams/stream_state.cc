@@ -112,9 +112,14 @@ void StreamState::Consume(size_t n) {
 }
 
 std::string StreamState::TakeFront(size_t n) {
-  // Handing over the buffer saves a copy; not when it is mostly spare
-  // capacity, which would then stay with the caller's string.
-  if (start_ == 0 && n == buffer_.size() && buffer_.capacity() <= 2 * n) {
+  // Handing over the buffer saves a copy, but the next data then needs a
+  // new buffer: worth it for large reads only, where the copy costs more
+  // than an allocation. Small reads copy into a string from malloc's
+  // per-thread cache and the buffer keeps its capacity. Never when the
+  // buffer is mostly spare capacity, which would stay with the caller.
+  constexpr size_t kHandOverMin = 16 * 1024;
+  if (n >= kHandOverMin && start_ == 0 && n == buffer_.size() &&
+      buffer_.capacity() <= 2 * n) {
     std::string taken = std::exchange(buffer_, std::string());
     MaybeResumeReading();
     return taken;
@@ -151,16 +156,19 @@ absl::Status StreamState::LostError() const {
 void StreamState::FeedData(std::string_view data) {
   if (data.empty()) return;
   buffer_.append(data);
-  if (!data_waiter_.empty() && reader_ != nullptr) {
-    // A waiting read that still needs more keeps the transport reading.
-    if (!reader_->Ready(*this)) return;
-    data_waiter_.WakeAll();
+  const bool reader_can_finish =
+      !data_waiter_.empty() && reader_ != nullptr && reader_->Ready(*this);
+  if (!data_waiter_.empty() && !reader_can_finish) {
+    return;  // The waiting read needs more: the transport keeps reading.
   }
   if (transport_ != nullptr && !reading_paused_ &&
       buffered_size() > 2 * limit_) {
     reading_paused_ = true;
     transport_->PauseReading();
   }
+  // Last: the reader runs now, while the data is hot, as a Protocol's
+  // DataReceived would; it may consume, write or close anything.
+  if (reader_can_finish) data_waiter_.ResumeFirstNow();
 }
 
 void StreamState::FeedEof() {

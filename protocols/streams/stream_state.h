@@ -105,6 +105,8 @@ class StreamState {
 
   // Fed by the protocol.
   void ConnectionMade(Transport& transport) { transport_ = &transport; }
+  // A read this data lets finish resumes inside the call; EOF, errors and
+  // drains wake their waiters from the loop.
   void FeedData(std::string_view data);
   void FeedEof();
   void SetException(const absl::Status& status);

@@ -351,16 +351,36 @@ TEST_F(StreamsTest, ReadToEofCollectsMoreThanTheLimitAndCancelsCleanly) {
 
 TEST_F(StreamsTest, ASecondReaderWhileTheFirstIsWokenFails) {
   Connect();
-  Future<absl::StatusOr<std::string>> first = Spawn(*loop_, reader_->Read(10));
+  Future<absl::StatusOr<std::string>> first = Spawn(*loop_, reader_->Read());
   loop_->RunUntilIdle();
-  // Scheduled before the data wakes the first reader, so it runs between
-  // the wake-up and the first reader's resumption.
-  Future<absl::StatusOr<std::string>> second = Spawn(*loop_, reader_->Read(10));
   transport_->DeliverFromPeer("x");
+  transport_->DeliverEofFromPeer();
+  // Starts after the delivery, which wakes the first reader through the
+  // loop (EOF does), so it runs between that wake-up and the resumption.
+  Future<absl::StatusOr<std::string>> second = Spawn(*loop_, reader_->Read(10));
   loop_->RunUntilIdle();
   EXPECT_EQ(second.Result().status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(*first.Result(), "x");
+}
+
+TEST_F(StreamsTest, DataResumesTheWaitingReaderWithinTheDelivery) {
+  Connect();
+  std::vector<std::string> order;
+  auto read_and_note = [&]() -> Task<absl::Status> {
+    absl::StatusOr<std::string> data = co_await reader_->Read(10);
+    if (!data.ok()) co_return data.status();
+    order.push_back("read " + *data);
+    co_return absl::OkStatus();
+  };
+  Future<absl::Status> reading = Spawn(*loop_, read_and_note());
+  loop_->RunUntilIdle();
+  transport_->DeliverFromPeer("x");
+  // Scheduled after the delivery: the reader has already run by then.
+  loop_->CallSoon([&] { order.push_back("next callback"); });
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(reading.IsDone());
+  EXPECT_THAT(order, ::testing::ElementsAre("read x", "next callback"));
 }
 
 // --- Over real sockets: OpenConnection and StartServer ---
