@@ -4,7 +4,6 @@
 #include <optional>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "protocols/streams/stream_errors.h"
 
 namespace sluice::streams_internal {
@@ -49,12 +48,6 @@ bool ReadRequest::Ready(const StreamState& state) {
 }
 
 absl::StatusOr<std::string> ReadRequest::Take(StreamState& state) {
-  // Also brings a ReadUntil search up to date with data that came after
-  // the read was woken.
-  if (!Ready(state)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        name(), " resumed without data: another coroutine read it"));
-  }
   if (!state.exception().ok()) return state.exception();
   switch (kind_) {
     case Kind::kSome:
@@ -99,6 +92,10 @@ absl::StatusOr<std::string> ReadRequest::TakeUntil(StreamState& state) {
 }
 
 void StreamState::Consume(size_t n) {
+  if (lending_) {
+    lent_.remove_prefix(n);
+    return;
+  }
   start_ += n;
   if (start_ == buffer_.size()) {
     buffer_.clear();
@@ -118,6 +115,11 @@ std::string StreamState::TakeFront(size_t n) {
   // per-thread cache and the buffer keeps its capacity. Never when the
   // buffer is mostly spare capacity, which would stay with the caller.
   constexpr size_t kHandOverMin = 16 * 1024;
+  if (lending_) {
+    std::string taken(lent_.substr(0, n));
+    lent_.remove_prefix(n);
+    return taken;
+  }
   if (n >= kHandOverMin && start_ == 0 && n == buffer_.size() &&
       buffer_.capacity() <= 2 * n) {
     std::string taken = std::exchange(buffer_, std::string());
@@ -155,20 +157,36 @@ absl::Status StreamState::LostError() const {
 
 void StreamState::FeedData(std::string_view data) {
   if (data.empty()) return;
-  buffer_.append(data);
-  const bool reader_can_finish =
-      !data_waiter_.empty() && reader_ != nullptr && reader_->Ready(*this);
-  if (!data_waiter_.empty() && !reader_can_finish) {
-    return;  // The waiting read needs more: the transport keeps reading.
+  // A read this data lets finish runs now, while the bytes are hot, as a
+  // Protocol's DataReceived would.
+  if (ReaderWaits() && buffered_size() == 0) {
+    lending_ = true;
+    lent_ = data;
+    if (reader_->Ready(*this)) data_waiter_.ResumeFirstNow();
+    buffer_.append(lent_);
+    lending_ = false;
+    lent_ = {};
+    // A reader waiting now has seen these bytes and needs more.
+    if (ReaderWaits()) return;
+  } else {
+    buffer_.append(data);
+    if (ReaderWaits()) {
+      // One that still needs more keeps the transport reading.
+      if (!reader_->Ready(*this)) return;
+      MaybePauseReading();
+      data_waiter_.ResumeFirstNow();
+      return;
+    }
   }
+  MaybePauseReading();
+}
+
+void StreamState::MaybePauseReading() {
   if (transport_ != nullptr && !reading_paused_ &&
       buffered_size() > 2 * limit_) {
     reading_paused_ = true;
     transport_->PauseReading();
   }
-  // Last: the reader runs now, while the data is hot, as a Protocol's
-  // DataReceived would; it may consume, write or close anything.
-  if (reader_can_finish) data_waiter_.ResumeFirstNow();
 }
 
 void StreamState::FeedEof() {

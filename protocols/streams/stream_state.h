@@ -43,7 +43,8 @@ class ReadRequest {
   const char* name() const;
   // Whether Take can complete now: enough data, EOF or an error are there.
   bool Ready(const StreamState& state);
-  // Consumes and returns the result; after Ready() returned true.
+  // Consumes and returns the result; after Ready() returned true, with no
+  // data consumed since (the reader is exclusive while a read waits).
   absl::StatusOr<std::string> Take(StreamState& state);
 
  private:
@@ -72,9 +73,11 @@ class StreamState {
 
   // Reader side.
   std::string_view buffered() const {
-    return std::string_view(buffer_).substr(start_);
+    return lending_ ? lent_ : std::string_view(buffer_).substr(start_);
   }
-  size_t buffered_size() const { return buffer_.size() - start_; }
+  size_t buffered_size() const {
+    return lending_ ? lent_.size() : buffer_.size() - start_;
+  }
   // Drops `n` bytes from the front and resumes a paused transport once the
   // buffer is down to the limit.
   void Consume(size_t n);
@@ -115,6 +118,8 @@ class StreamState {
   void ConnectionLost(const absl::Status& status);
 
  private:
+  bool ReaderWaits() const { return reader_ != nullptr && !data_waiter_.empty(); }
+  void MaybePauseReading();
   void MaybeResumeReading();
 
   EventLoop& loop_;
@@ -122,6 +127,11 @@ class StreamState {
   Transport* transport_ = nullptr;
   std::string buffer_;
   size_t start_ = 0;  // Bytes of buffer_ already consumed.
+  // While FeedData resumes a reader with an empty buffer, the buffered bytes
+  // are the transport's, lent: what the reader takes is never copied into
+  // buffer_, only what it leaves.
+  bool lending_ = false;
+  std::string_view lent_;
   bool eof_ = false;
   absl::Status exception_;
   bool reading_paused_ = false;

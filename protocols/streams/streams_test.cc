@@ -383,6 +383,38 @@ TEST_F(StreamsTest, DataResumesTheWaitingReaderWithinTheDelivery) {
   EXPECT_THAT(order, ::testing::ElementsAre("read x", "next callback"));
 }
 
+TEST_F(StreamsTest, WhatAReaderLeavesOfADeliveryStaysForTheNextRead) {
+  Connect();
+  std::vector<std::string> got;
+  auto reads = [&]() -> Task<absl::Status> {
+    absl::StatusOr<std::string> line = co_await reader_->ReadUntil("\n");
+    if (!line.ok()) co_return line.status();
+    got.push_back(*line);
+    // Sees the rest of the same delivery, needs more, waits.
+    absl::StatusOr<std::string> four = co_await reader_->ReadExactly(4);
+    if (!four.ok()) co_return four.status();
+    got.push_back(*four);
+    absl::StatusOr<std::string> line2 = co_await reader_->ReadLine();
+    if (!line2.ok()) co_return line2.status();
+    got.push_back(*line2);
+    co_return absl::OkStatus();
+  };
+  Future<absl::Status> done = Spawn(*loop_, reads());
+  loop_->RunUntilIdle();
+  transport_->DeliverFromPeer("one\nab");
+  loop_->RunUntilIdle();
+  EXPECT_THAT(got, ::testing::ElementsAre("one\n"));
+  EXPECT_EQ(reader_->BufferedSize(), 2u);
+  transport_->DeliverFromPeer("cdtw");
+  loop_->RunUntilIdle();
+  transport_->DeliverFromPeer("o\nrest");
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(done.IsDone());
+  EXPECT_TRUE(done.Result().ok()) << done.Result();
+  EXPECT_THAT(got, ::testing::ElementsAre("one\n", "abcd", "two\n"));
+  EXPECT_EQ(*Run(reader_->Read(100)), "rest");
+}
+
 // --- Over real sockets: OpenConnection and StartServer ---
 
 Task<absl::Status> EchoLines(StreamReader reader, StreamWriter writer) {
