@@ -30,7 +30,10 @@ void StreamReaderProtocol::ConnectionMade(Transport& transport) {
 }
 
 void StreamReaderProtocol::DataReceived(std::string_view data) {
-  state_->FeedData(data);
+  // FeedData may resume a reader that replaces and destroys this protocol
+  // (SetProtocol); the state must outlive the call.
+  std::shared_ptr<streams_internal::StreamState> state = state_;
+  state->FeedData(data);
 }
 
 bool StreamReaderProtocol::EofReceived() {

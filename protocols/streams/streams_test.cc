@@ -415,6 +415,30 @@ TEST_F(StreamsTest, WhatAReaderLeavesOfADeliveryStaysForTheNextRead) {
   EXPECT_EQ(*Run(reader_->Read(100)), "rest");
 }
 
+// A reader resumed by data may hand the connection to another protocol and
+// drop the streams: the stream state outlives the delivery that resumed it.
+TEST_F(StreamsTest, AReaderMayReplaceTheProtocolWhileResumedByData) {
+  Connect();
+  std::string got;
+  auto hijack = [&]() -> Task<absl::Status> {
+    absl::StatusOr<std::string> data = co_await reader_->Read(1);
+    if (!data.ok()) co_return data.status();
+    got = *data;
+    reader_.reset();
+    writer_.reset();
+    // Destroys the StreamReaderProtocol, and with it the last reference.
+    transport_->SetProtocol(std::make_unique<Protocol>());
+    co_return absl::OkStatus();
+  };
+  Future<absl::Status> done = Spawn(*loop_, hijack());
+  loop_->RunUntilIdle();
+  transport_->DeliverFromPeer("xy");
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(done.IsDone());
+  EXPECT_TRUE(done.Result().ok());
+  EXPECT_EQ(got, "x");
+}
+
 // --- Over real sockets: OpenConnection and StartServer ---
 
 Task<absl::Status> EchoLines(StreamReader reader, StreamWriter writer) {
