@@ -13,6 +13,7 @@
 #include "framework/event_loop.h"
 #include "framework/future.h"
 #include "framework/task.h"
+#include "framework/timeout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protocols/streams/stream_errors.h"
@@ -413,6 +414,18 @@ TEST_F(StreamsTest, WhatAReaderLeavesOfADeliveryStaysForTheNextRead) {
   EXPECT_TRUE(done.Result().ok()) << done.Result();
   EXPECT_THAT(got, ::testing::ElementsAre("one\n", "abcd", "two\n"));
   EXPECT_EQ(*Run(reader_->Read(100)), "rest");
+}
+
+TEST_F(StreamsTest, AReadWithATimeoutGivesUpAndLeavesTheStreamUsable) {
+  Connect();
+  transport_->DeliverFromPeer("no newline yet");
+  // On the virtual clock, which jumps to the deadline once the loop idles.
+  absl::StatusOr<std::string> line =
+      Run(WithTimeout(*loop_, reader_->ReadLine(), absl::Seconds(5)));
+  EXPECT_EQ(line.status().code(), absl::StatusCode::kDeadlineExceeded);
+  // The partial line is still there, and another read may wait.
+  transport_->DeliverFromPeer("\n");
+  EXPECT_EQ(*Run(reader_->ReadLine()), "no newline yet\n");
 }
 
 // A reader resumed by data may hand the connection to another protocol and
