@@ -25,20 +25,19 @@ constexpr int kReadBatch = 16;
 DatagramSocketTransport& DatagramSocketTransport::Create(
     EventLoop& loop, int fd, std::unique_ptr<DatagramProtocol> protocol,
     std::optional<SocketAddress> peer) {
-  auto* transport = new DatagramSocketTransport(loop, fd, std::move(protocol),
-                                                std::move(peer));
-  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
-  loop.CallSoon([transport] {
-    transport->connection_made_ = true;
-    transport->Call("protocol ConnectionMade() failed", [transport] {
-      transport->protocol_->ConnectionMade(*transport);
-    });
-  });
-  loop.CallSoon([transport] {
-    transport->read_started_ = true;
-    transport->UpdateInterest();
-  });
-  return *transport;
+  return AdoptAndStart(loop, new DatagramSocketTransport(
+                                 loop, fd, std::move(protocol), std::move(peer)));
+}
+
+void DatagramSocketTransport::NotifyConnectionMade() {
+  connection_made_ = true;
+  Call("protocol ConnectionMade() failed",
+       [this] { protocol_->ConnectionMade(*this); });
+}
+
+void DatagramSocketTransport::StartReading() {
+  read_started_ = true;
+  UpdateInterest();
 }
 
 DatagramSocketTransport::DatagramSocketTransport(

@@ -77,6 +77,10 @@ class DatagramSocketTransport final : public DatagramTransport,
   void OnFdReady(uint32_t ready) override;
   void HandleReadable();
   void HandleWritable();
+  template <class T>
+  friend T& AdoptAndStart(EventLoop& loop, T* transport);
+  void NotifyConnectionMade();
+  void StartReading();
   void UpdateInterest();
   // Sends one datagram; returns the errno, 0 on success.
   int SendOne(std::string_view data, const std::optional<SocketAddress>& to);

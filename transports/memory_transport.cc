@@ -13,20 +13,19 @@ namespace sluice {
 MemoryTransport& MemoryTransport::Create(EventLoop& loop,
                                          std::unique_ptr<Protocol> protocol,
                                          Options options) {
-  auto* transport =
-      new MemoryTransport(loop, std::move(protocol), std::move(options));
-  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
-  loop.CallSoon([transport] {
-    transport->connection_made_ = true;
-    transport->Call("protocol ConnectionMade() failed", [transport] {
-      transport->protocol_->ConnectionMade(*transport);
-    });
-  });
-  loop.CallSoon([transport] {
-    transport->read_started_ = true;
-    transport->Deliver();
-  });
-  return *transport;
+  return AdoptAndStart(
+      loop, new MemoryTransport(loop, std::move(protocol), std::move(options)));
+}
+
+void MemoryTransport::NotifyConnectionMade() {
+  connection_made_ = true;
+  Call("protocol ConnectionMade() failed",
+       [this] { protocol_->ConnectionMade(*this); });
+}
+
+void MemoryTransport::StartReading() {
+  read_started_ = true;
+  Deliver();
 }
 
 MemoryTransport::MemoryTransport(EventLoop& loop,

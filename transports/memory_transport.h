@@ -131,6 +131,10 @@ class MemoryTransport final : public Transport, public LoopOwned {
   // pending WriteEof or Close.
   void Flush();
   void ScheduleFlush();
+  template <class T>
+  friend T& AdoptAndStart(EventLoop& loop, T* transport);
+  void NotifyConnectionMade();
+  void StartReading();
   void ScheduleDelivery();
   void Deliver();
   void ForceClose(const absl::Status& status);

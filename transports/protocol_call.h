@@ -38,6 +38,19 @@ absl::StatusOr<std::unique_ptr<P>> MakeProtocol(
   }
 }
 
+// Gives a new transport to `loop` and schedules its start in asyncio's
+// order: ConnectionMade on the next iteration, then reading (unless the
+// protocol paused it meanwhile); a creator's waiter scheduled afterwards
+// comes last. T has private NotifyConnectionMade() and StartReading() and
+// befriends this function.
+template <class T>
+T& AdoptAndStart(EventLoop& loop, T* transport) {
+  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
+  loop.CallSoon([transport] { transport->NotifyConnectionMade(); });
+  loop.CallSoon([transport] { transport->StartReading(); });
+  return *transport;
+}
+
 // One receive buffer per thread, shared by the transports of the loop that
 // runs there: received data is only lent to a protocol for the duration of
 // a callback, and a loop runs one callback at a time.

@@ -42,19 +42,8 @@ ssize_t SendVector(int fd, const iovec* iov, size_t count) {
 SocketTransport& SocketTransport::Create(EventLoop& loop, int fd,
                                          std::unique_ptr<Protocol> protocol,
                                          std::optional<SocketAddress> peer) {
-  auto* transport =
-      new SocketTransport(loop, fd, std::move(protocol), std::move(peer));
-  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
-  // Three steps, in asyncio's order: ConnectionMade, then reading (unless
-  // the protocol paused it meanwhile); the creator's waiter comes after.
-  loop.CallSoon([transport] {
-    transport->connection_made_ = true;
-    transport->Call("protocol ConnectionMade() failed", [transport] {
-      transport->protocol_->ConnectionMade(*transport);
-    });
-  });
-  loop.CallSoon([transport] { transport->StartReading(); });
-  return *transport;
+  return AdoptAndStart(
+      loop, new SocketTransport(loop, fd, std::move(protocol), std::move(peer)));
 }
 
 SocketTransport::SocketTransport(EventLoop& loop, int fd,
@@ -100,6 +89,12 @@ bool SocketTransport::Call(const char* what,
   if (called.ok()) return true;
   ForceClose(called);
   return false;
+}
+
+void SocketTransport::NotifyConnectionMade() {
+  connection_made_ = true;
+  Call("protocol ConnectionMade() failed",
+       [this] { protocol_->ConnectionMade(*this); });
 }
 
 void SocketTransport::StartReading() {

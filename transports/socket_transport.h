@@ -111,6 +111,9 @@ class SocketTransport final : public Transport,
   void FinishFileSend(absl::StatusOr<size_t> result);
   // Once the write buffer is empty: a pending Close or WriteEof.
   void AfterFlush(bool from_loop);
+  template <class T>
+  friend T& AdoptAndStart(EventLoop& loop, T* transport);
+  void NotifyConnectionMade();
   void StartReading();
   void UpdateInterest();
   // Buffers what a send left over, then re-checks the watermarks.
