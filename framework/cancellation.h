@@ -4,7 +4,6 @@
 #include <coroutine>
 #include <utility>
 
-#include "absl/functional/any_invocable.h"
 
 namespace sluice {
 
@@ -24,11 +23,10 @@ class CancelSlot {
   CancelSlot& operator=(const CancelSlot&) = delete;
 
   void Cancel() {
-    if (handler_) {
-      // Moved out first: the handler may install a new one.
-      auto handler = std::move(handler_);
-      handler_ = nullptr;
-      handler();
+    if (handler_ != nullptr) {
+      // Taken out first: the handler may install a new one.
+      Handler handler = std::exchange(handler_, nullptr);
+      handler(argument_);
     } else {
       pending_ = true;
     }
@@ -37,13 +35,19 @@ class CancelSlot {
   // Returns whether a cancellation request was pending, and clears it.
   bool TakePending() { return std::exchange(pending_, false); }
 
-  void Install(absl::AnyInvocable<void()> handler) {
-    handler_ = std::move(handler);
+  // A function and its argument (the awaiter, the frame), not a closure:
+  // every cancellable suspension installs one and clears it, so this is two
+  // stores rather than a type-erased callable's construction and teardown.
+  using Handler = void (*)(void* argument);
+  void Install(Handler handler, void* argument) {
+    handler_ = handler;
+    argument_ = argument;
   }
   void Clear() { handler_ = nullptr; }
 
  private:
-  absl::AnyInvocable<void()> handler_;
+  Handler handler_ = nullptr;
+  void* argument_ = nullptr;
   bool pending_ = false;
 };
 

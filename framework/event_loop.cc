@@ -694,11 +694,15 @@ bool EventLoop::SleepAwaiter::Suspend(std::coroutine_handle<> awaiting,
   suspended_ = true;
   timer_ = loop_->CallLater(delay_, [this] { awaiting_.resume(); });
   if (slot_ != nullptr) {
-    slot_->Install([this] {
-      timer_.Cancel();
-      result_ = absl::CancelledError("sleep cancelled");
-      resume_ = loop_->CallSoon([this] { awaiting_.resume(); });
-    });
+    slot_->Install(
+        [](void* self) {
+          auto* sleep = static_cast<SleepAwaiter*>(self);
+          sleep->timer_.Cancel();
+          sleep->result_ = absl::CancelledError("sleep cancelled");
+          sleep->resume_ =
+              sleep->loop_->CallSoon([sleep] { sleep->awaiting_.resume(); });
+        },
+        this);
   }
   return true;
 }

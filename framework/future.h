@@ -159,7 +159,9 @@ class Future<T>::Awaiter {
     suspended_ = true;
     Link();
     if (slot_ != nullptr) {
-      slot_->Install([state = state_.get()] { CancelState(*state); });
+      slot_->Install(
+          [](void* state) { CancelState(*static_cast<State*>(state)); },
+          state_.get());
     }
     return true;
   }

@@ -130,7 +130,13 @@ class [[nodiscard]] Task {
       suspended_ = true;
       if (slot_ != nullptr) {
         slot_->Install(
-            [task = task_] { task.promise().cancel_slot().Cancel(); });
+            [](void* frame) {
+              promise_type::Handle::from_address(frame)
+                  .promise()
+                  .cancel_slot()
+                  .Cancel();
+            },
+            task_.address());
       }
       // Runs the task up to its first suspension. One that finishes without
       // suspending lets the awaiter go on without suspending either, so a

@@ -24,7 +24,12 @@ bool WaitQueue::Awaiter::Suspend(std::coroutine_handle<> awaiting,
   queue_.last_ = this;
   linked_ = true;
   if (slot_ != nullptr) {
-    slot_->Install([this] { Wake(absl::CancelledError("wait cancelled")); });
+    slot_->Install(
+        [](void* self) {
+          static_cast<Awaiter*>(self)->Wake(
+              absl::CancelledError("wait cancelled"));
+        },
+        this);
   }
   return true;
 }
