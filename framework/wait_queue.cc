@@ -59,17 +59,6 @@ void WaitQueue::Awaiter::Wake(const absl::Status& status) {
   resume_ = queue_.loop_.CallSoon([this] { awaiting_.resume(); });
 }
 
-void WaitQueue::Awaiter::ResumeNow() {
-  Unlink();
-  if (slot_ != nullptr) slot_->Clear();
-  result_ = absl::OkStatus();
-  awaiting_.resume();  // May destroy this awaiter.
-}
-
-void WaitQueue::ResumeFirstNow() {
-  if (first_ != nullptr) first_->ResumeNow();
-}
-
 void WaitQueue::WakeAll(const absl::Status& status) {
   while (first_ != nullptr) first_->Wake(status);
 }

@@ -17,10 +17,9 @@ namespace sluice {
 //   absl::Status woken = co_await queue.Wait();
 //
 // completes with the status given to WakeAll, or kCancelled when the
-// waiting task is cancelled first. WakeAll resumes from the loop, never
-// inside the call; ResumeFirstNow resumes inside it. A waiter whose
-// coroutine is destroyed leaves the queue. The queue must outlive its
-// waiters.
+// waiting task is cancelled first. Resumption happens from the loop, never
+// inside WakeAll. A waiter whose coroutine is destroyed leaves the queue.
+// The queue must outlive its waiters.
 class WaitQueue {
  public:
   explicit WaitQueue(EventLoop& loop) : loop_(loop) {}
@@ -49,7 +48,6 @@ class WaitQueue {
     bool Suspend(std::coroutine_handle<> awaiting, CancelSlot* slot);
     void Unlink();
     void Wake(const absl::Status& status);
-    void ResumeNow();
 
     WaitQueue& queue_;
     std::coroutine_handle<> awaiting_;
@@ -67,11 +65,6 @@ class WaitQueue {
 
   // Wakes every current waiter with `status`, in the order they came.
   void WakeAll(const absl::Status& status = absl::OkStatus());
-  // Resumes the first waiter with OK before returning: it runs inside this
-  // call and may change anything, so call it last, with nothing of the
-  // caller's to touch afterwards. Saves a trip through the loop where a
-  // callback hands a coroutine what it waited for (a reader's data).
-  void ResumeFirstNow();
 
   bool empty() const { return first_ == nullptr; }
 

@@ -47,22 +47,7 @@ TEST_F(WaitQueueTest, WakeAllResumesEveryWaiterInOrderFromTheLoop) {
   EXPECT_THAT(notes_, ElementsAre("a: UNAVAILABLE", "b: UNAVAILABLE"));
 }
 
-TEST_F(WaitQueueTest, ResumeFirstNowRunsTheFirstWaiterInsideTheCall) {
-  Future<absl::Status> a = Spawn(*loop_, WaitAndNote("a"));
-  Future<absl::Status> b = Spawn(*loop_, WaitAndNote("b"));
-  loop_->RunUntilIdle();
-  queue_.ResumeFirstNow();
-  EXPECT_THAT(notes_, ElementsAre("a: OK"));
-  EXPECT_FALSE(queue_.empty());  // b still waits.
-  queue_.ResumeFirstNow();
-  EXPECT_THAT(notes_, ElementsAre("a: OK", "b: OK"));
-  queue_.ResumeFirstNow();  // Nobody waits: nothing happens.
-  loop_->RunUntilIdle();
-  EXPECT_TRUE(a.Result().ok());
-  EXPECT_TRUE(b.Result().ok());
-}
-
-TEST_F(WaitQueueTest, AWaiterResumedNowCanWaitAgain) {
+TEST_F(WaitQueueTest, AWokenWaiterCanWaitAgain) {
   auto twice = [this]() -> Task<absl::Status> {
     for (int i = 0; i < 2; ++i) {
       absl::Status woken = co_await queue_.Wait();
@@ -73,9 +58,10 @@ TEST_F(WaitQueueTest, AWaiterResumedNowCanWaitAgain) {
   };
   Future<absl::Status> done = Spawn(*loop_, twice());
   loop_->RunUntilIdle();
-  queue_.ResumeFirstNow();
-  EXPECT_FALSE(queue_.empty());  // Waiting again, not resumed twice.
-  queue_.ResumeFirstNow();
+  queue_.WakeAll();
+  loop_->RunUntilIdle();
+  EXPECT_FALSE(queue_.empty());  // Waiting again, not woken twice.
+  queue_.WakeAll();
   loop_->RunUntilIdle();
   EXPECT_THAT(notes_, ElementsAre("woken", "woken"));
   EXPECT_TRUE(done.Result().ok());
@@ -88,7 +74,8 @@ TEST_F(WaitQueueTest, CancellingAWaiterRemovesItFromTheQueue) {
   a.Cancel();
   loop_->RunUntilIdle();
   EXPECT_THAT(notes_, ElementsAre("a: CANCELLED"));
-  queue_.ResumeFirstNow();
+  queue_.WakeAll();
+  loop_->RunUntilIdle();
   EXPECT_THAT(notes_, ElementsAre("a: CANCELLED", "b: OK"));
 }
 

@@ -92,10 +92,6 @@ absl::StatusOr<std::string> ReadRequest::TakeUntil(StreamState& state) {
 }
 
 void StreamState::Consume(size_t n) {
-  if (lending_) {
-    lent_.remove_prefix(n);
-    return;
-  }
   start_ += n;
   if (start_ == buffer_.size()) {
     buffer_.clear();
@@ -115,11 +111,6 @@ std::string StreamState::TakeFront(size_t n) {
   // per-thread cache and the buffer keeps its capacity. Never when the
   // buffer is mostly spare capacity, which would stay with the caller.
   constexpr size_t kHandOverMin = 16 * 1024;
-  if (lending_) {
-    std::string taken(lent_.substr(0, n));
-    lent_.remove_prefix(n);
-    return taken;
-  }
   if (n >= kHandOverMin && start_ == 0 && n == buffer_.size() &&
       buffer_.capacity() <= 2 * n) {
     std::string taken = std::exchange(buffer_, std::string());
@@ -157,26 +148,11 @@ absl::Status StreamState::LostError() const {
 
 void StreamState::FeedData(std::string_view data) {
   if (data.empty()) return;
-  // A read this data lets finish runs now, while the bytes are hot, as a
-  // Protocol's DataReceived would.
-  if (ReaderWaits() && buffered_size() == 0) {
-    lending_ = true;
-    lent_ = data;
-    if (reader_->Ready(*this)) data_waiter_.ResumeFirstNow();
-    buffer_.append(lent_);
-    lending_ = false;
-    lent_ = {};
-    // A reader waiting now has seen these bytes and needs more.
-    if (ReaderWaits()) return;
-  } else {
-    buffer_.append(data);
-    if (ReaderWaits()) {
-      // One that still needs more keeps the transport reading.
-      if (!reader_->Ready(*this)) return;
-      MaybePauseReading();
-      data_waiter_.ResumeFirstNow();
-      return;
-    }
+  buffer_.append(data);
+  if (ReaderWaits()) {
+    // A waiting read that still needs more keeps the transport reading.
+    if (!reader_->Ready(*this)) return;
+    data_waiter_.WakeAll();
   }
   MaybePauseReading();
 }

@@ -73,11 +73,9 @@ class StreamState {
 
   // Reader side.
   std::string_view buffered() const {
-    return lending_ ? lent_ : std::string_view(buffer_).substr(start_);
+    return std::string_view(buffer_).substr(start_);
   }
-  size_t buffered_size() const {
-    return lending_ ? lent_.size() : buffer_.size() - start_;
-  }
+  size_t buffered_size() const { return buffer_.size() - start_; }
   // Drops `n` bytes from the front and resumes a paused transport once the
   // buffer is down to the limit.
   void Consume(size_t n);
@@ -108,8 +106,8 @@ class StreamState {
 
   // Fed by the protocol.
   void ConnectionMade(Transport& transport) { transport_ = &transport; }
-  // A read this data lets finish resumes inside the call; EOF, errors and
-  // drains wake their waiters from the loop.
+  // Wakes a waiting read once the data lets it finish; like EOF, errors
+  // and drains, it resumes from the loop, never inside the call.
   void FeedData(std::string_view data);
   void FeedEof();
   void SetException(const absl::Status& status);
@@ -127,11 +125,6 @@ class StreamState {
   Transport* transport_ = nullptr;
   std::string buffer_;
   size_t start_ = 0;  // Bytes of buffer_ already consumed.
-  // While FeedData resumes a reader with an empty buffer, the buffered bytes
-  // are the transport's, lent: what the reader takes is never copied into
-  // buffer_, only what it leaves.
-  bool lending_ = false;
-  std::string_view lent_;
   bool eof_ = false;
   absl::Status exception_;
   bool reading_paused_ = false;

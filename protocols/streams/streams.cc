@@ -30,10 +30,7 @@ void StreamReaderProtocol::ConnectionMade(Transport& transport) {
 }
 
 void StreamReaderProtocol::DataReceived(std::string_view data) {
-  // FeedData may resume a reader that replaces and destroys this protocol
-  // (SetProtocol); the state must outlive the call.
-  std::shared_ptr<streams_internal::StreamState> state = state_;
-  state->FeedData(data);
+  state_->FeedData(data);
 }
 
 bool StreamReaderProtocol::EofReceived() {

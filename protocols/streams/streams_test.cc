@@ -357,31 +357,12 @@ TEST_F(StreamsTest, ASecondReaderWhileTheFirstIsWokenFails) {
   transport_->DeliverFromPeer("x");
   transport_->DeliverEofFromPeer();
   // Starts after the delivery, which wakes the first reader through the
-  // loop (EOF does), so it runs between that wake-up and the resumption.
+  // loop, so it runs between that wake-up and the resumption.
   Future<absl::StatusOr<std::string>> second = Spawn(*loop_, reader_->Read(10));
   loop_->RunUntilIdle();
   EXPECT_EQ(second.Result().status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(*first.Result(), "x");
-}
-
-TEST_F(StreamsTest, DataResumesTheWaitingReaderWithinTheDelivery) {
-  Connect();
-  std::vector<std::string> order;
-  auto read_and_note = [&]() -> Task<absl::Status> {
-    absl::StatusOr<std::string> data = co_await reader_->Read(10);
-    if (!data.ok()) co_return data.status();
-    order.push_back("read " + *data);
-    co_return absl::OkStatus();
-  };
-  Future<absl::Status> reading = Spawn(*loop_, read_and_note());
-  loop_->RunUntilIdle();
-  transport_->DeliverFromPeer("x");
-  // Scheduled after the delivery: the reader has already run by then.
-  loop_->CallSoon([&] { order.push_back("next callback"); });
-  loop_->RunUntilIdle();
-  ASSERT_TRUE(reading.IsDone());
-  EXPECT_THAT(order, ::testing::ElementsAre("read x", "next callback"));
 }
 
 TEST_F(StreamsTest, WhatAReaderLeavesOfADeliveryStaysForTheNextRead) {
@@ -428,9 +409,9 @@ TEST_F(StreamsTest, AReadWithATimeoutGivesUpAndLeavesTheStreamUsable) {
   EXPECT_EQ(*Run(reader_->ReadLine()), "no newline yet\n");
 }
 
-// A reader resumed by data may hand the connection to another protocol and
-// drop the streams: the stream state outlives the delivery that resumed it.
-TEST_F(StreamsTest, AReaderMayReplaceTheProtocolWhileResumedByData) {
+// A reader may hand the connection to another protocol and drop the
+// streams as soon as it has its data.
+TEST_F(StreamsTest, AReaderMayReplaceTheProtocolAndDropTheStreams) {
   Connect();
   std::string got;
   auto hijack = [&]() -> Task<absl::Status> {
