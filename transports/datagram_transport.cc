@@ -29,12 +29,6 @@ DatagramSocketTransport& DatagramSocketTransport::Create(
                                  loop, fd, std::move(protocol), std::move(peer)));
 }
 
-void DatagramSocketTransport::NotifyConnectionMade() {
-  connection_made_ = true;
-  Call("protocol ConnectionMade() failed",
-       [this] { protocol_->ConnectionMade(*this); });
-}
-
 void DatagramSocketTransport::StartReading() {
   read_started_ = true;
   UpdateInterest();

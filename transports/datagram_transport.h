@@ -79,7 +79,6 @@ class DatagramSocketTransport final : public DatagramTransport,
   void HandleWritable();
   template <class T>
   friend T& AdoptAndStart(EventLoop& loop, T* transport);
-  void NotifyConnectionMade();
   void StartReading();
   void UpdateInterest();
   // Sends one datagram; returns the errno, 0 on success.

@@ -17,12 +17,6 @@ MemoryTransport& MemoryTransport::Create(EventLoop& loop,
       loop, new MemoryTransport(loop, std::move(protocol), std::move(options)));
 }
 
-void MemoryTransport::NotifyConnectionMade() {
-  connection_made_ = true;
-  Call("protocol ConnectionMade() failed",
-       [this] { protocol_->ConnectionMade(*this); });
-}
-
 void MemoryTransport::StartReading() {
   read_started_ = true;
   Deliver();

@@ -133,7 +133,6 @@ class MemoryTransport final : public Transport, public LoopOwned {
   void ScheduleFlush();
   template <class T>
   friend T& AdoptAndStart(EventLoop& loop, T* transport);
-  void NotifyConnectionMade();
   void StartReading();
   void ScheduleDelivery();
   void Deliver();

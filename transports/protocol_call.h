@@ -41,12 +41,17 @@ absl::StatusOr<std::unique_ptr<P>> MakeProtocol(
 // Gives a new transport to `loop` and schedules its start in asyncio's
 // order: ConnectionMade on the next iteration, then reading (unless the
 // protocol paused it meanwhile); a creator's waiter scheduled afterwards
-// comes last. T has private NotifyConnectionMade() and StartReading() and
-// befriends this function.
+// comes last. T befriends this function and has connection_made_,
+// protocol_, Call() and StartReading().
 template <class T>
 T& AdoptAndStart(EventLoop& loop, T* transport) {
   loop.Adopt(std::unique_ptr<LoopOwned>(transport));
-  loop.CallSoon([transport] { transport->NotifyConnectionMade(); });
+  loop.CallSoon([transport] {
+    transport->connection_made_ = true;
+    transport->Call("protocol ConnectionMade() failed", [transport] {
+      transport->protocol_->ConnectionMade(*transport);
+    });
+  });
   loop.CallSoon([transport] { transport->StartReading(); });
   return *transport;
 }

@@ -91,12 +91,6 @@ bool SocketTransport::Call(const char* what,
   return false;
 }
 
-void SocketTransport::NotifyConnectionMade() {
-  connection_made_ = true;
-  Call("protocol ConnectionMade() failed",
-       [this] { protocol_->ConnectionMade(*this); });
-}
-
 void SocketTransport::StartReading() {
   read_started_ = true;
   UpdateInterest();

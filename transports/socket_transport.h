@@ -113,7 +113,6 @@ class SocketTransport final : public Transport,
   void AfterFlush(bool from_loop);
   template <class T>
   friend T& AdoptAndStart(EventLoop& loop, T* transport);
-  void NotifyConnectionMade();
   void StartReading();
   void UpdateInterest();
   // Buffers what a send left over, then re-checks the watermarks.

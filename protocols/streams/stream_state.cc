@@ -123,7 +123,11 @@ std::string StreamState::TakeFront(size_t n) {
 }
 
 void StreamState::MaybeResumeReading() {
-  if (reading_paused_ && buffered_size() <= limit_ && transport_ != nullptr) {
+  if (buffered_size() <= limit_) ResumeReadingIfPaused();
+}
+
+void StreamState::ResumeReadingIfPaused() {
+  if (reading_paused_ && transport_ != nullptr) {
     reading_paused_ = false;
     transport_->ResumeReading();
   }
@@ -131,10 +135,7 @@ void StreamState::MaybeResumeReading() {
 
 void StreamState::BeginRead(ReadRequest& request) {
   reader_ = &request;
-  if (reading_paused_ && transport_ != nullptr) {
-    reading_paused_ = false;
-    transport_->ResumeReading();
-  }
+  ResumeReadingIfPaused();
 }
 
 void StreamState::EndRead(const ReadRequest& request) {

@@ -119,6 +119,7 @@ class StreamState {
   bool ReaderWaits() const { return reader_ != nullptr && !data_waiter_.empty(); }
   void MaybePauseReading();
   void MaybeResumeReading();
+  void ResumeReadingIfPaused();
 
   EventLoop& loop_;
   const size_t limit_;

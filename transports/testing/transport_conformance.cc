@@ -306,6 +306,12 @@ bool TransportConformanceTest::FillUntil(absl::FunctionRef<bool()> done,
   return true;
 }
 
+void TransportConformanceTest::WriteTwiceAfterTheEnd() {
+  InCall call(*this, "Write");
+  transport().Write("after-1");
+  transport().Write("after-2");
+}
+
 std::vector<LoopError> TransportConformanceTest::TakeErrors() {
   return std::exchange(errors_, {});
 }
@@ -570,11 +576,7 @@ TEST_P(TransportConformanceTest, WritesAfterCloseAreDropped) {
   }
   EXPECT_TRUE(t.IsClosing());
   EXPECT_FALSE(t.IsReading());
-  {
-    InCall call(*this, "Write");
-    t.Write("after-1");
-    t.Write("after-2");
-  }
+  WriteTwiceAfterTheEnd();
   {
     InCall call(*this, "Writev");
     const std::string_view buffers[] = {"after-3", "after-4"};
@@ -596,11 +598,7 @@ TEST_P(TransportConformanceTest, WritesAfterAbortAreDropped) {
     t.Abort();
   }
   EXPECT_TRUE(t.IsClosing());
-  {
-    InCall call(*this, "Write");
-    t.Write("after-1");
-    t.Write("after-2");
-  }
+  WriteTwiceAfterTheEnd();
   ExpectOneDroppedWriteReport(TakeErrors());
   ASSERT_TRUE(WaitForLost());
   EXPECT_TRUE(record_.lost->ok()) << *record_.lost;
@@ -619,11 +617,7 @@ TEST_P(TransportConformanceTest, WritesAfterWriteEofAreDropped) {
     InCall call(*this, "WriteEof");
     t.WriteEof();
   }
-  {
-    InCall call(*this, "Write");
-    t.Write("after-1");
-    t.Write("after-2");
-  }
+  WriteTwiceAfterTheEnd();
   ExpectOneDroppedWriteReport(TakeErrors());
   ASSERT_TRUE(WaitFor([&] { return peer_->saw_eof(); }, "EOF at the peer"));
   EXPECT_EQ(peer_->received(), "before");

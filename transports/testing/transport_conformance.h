@@ -172,13 +172,13 @@ struct Record {
   std::string CurrentCall() const;
 };
 
-// Records every callback into a Record.
-class RecordingProtocol final : public Protocol {
+// Records the callbacks every stream protocol has into a Record.
+template <class Base>
+class Recording : public Base {
  public:
-  explicit RecordingProtocol(Record& record) : record_(record) {}
+  explicit Recording(Record& record) : record_(record) {}
 
   void ConnectionMade(Transport& transport) override { record_.Made(transport); }
-  void DataReceived(std::string_view data) override { record_.Data(data); }
   bool EofReceived() override { return record_.Eof(); }
   void PauseWriting() override { record_.Pause(); }
   void ResumeWriting() override { record_.Resume(); }
@@ -186,30 +186,28 @@ class RecordingProtocol final : public Protocol {
     record_.Lost(status);
   }
 
- private:
+ protected:
   Record& record_;
+};
+
+// Records every callback, data included.
+class RecordingProtocol final : public Recording<Protocol> {
+ public:
+  using Recording::Recording;
+  void DataReceived(std::string_view data) override { record_.Data(data); }
 };
 
 // A BufferedProtocol that lends a buffer of a fixed size (0: an empty span,
 // which must abort the connection) and records like RecordingProtocol.
-class RecordingBufferedProtocol final : public BufferedProtocol {
+class RecordingBufferedProtocol final : public Recording<BufferedProtocol> {
  public:
   RecordingBufferedProtocol(Record& record, size_t buffer_size)
-      : record_(record), buffer_(buffer_size) {}
+      : Recording(record), buffer_(buffer_size) {}
 
   std::span<char> GetBuffer(size_t size_hint) override;
   void BufferUpdated(size_t size) override;
 
-  void ConnectionMade(Transport& transport) override { record_.Made(transport); }
-  bool EofReceived() override { return record_.Eof(); }
-  void PauseWriting() override { record_.Pause(); }
-  void ResumeWriting() override { record_.Resume(); }
-  void ConnectionLost(const absl::Status& status) override {
-    record_.Lost(status);
-  }
-
  private:
-  Record& record_;
   std::vector<char> buffer_;
   bool lent_ = false;
 };
@@ -281,6 +279,10 @@ class TransportConformanceTest
   // Writes pattern chunks until `done()`; false (and a failure) if 64 MiB
   // did not get there.
   bool FillUntil(absl::FunctionRef<bool()> done, size_t chunk = 16 * 1024);
+
+  // Writes twice after the transport stopped sending (Close, Abort,
+  // WriteEof): both writes must be dropped.
+  void WriteTwiceAfterTheEnd();
 
   // Removes and returns the errors the loop's error handler received.
   std::vector<LoopError> TakeErrors();
