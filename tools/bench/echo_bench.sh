@@ -7,7 +7,8 @@
 #   tools/bench/echo_bench.sh --servers=libuv,asio --sizes=1024 --conns=10,100
 #
 # Each server runs pinned to one CPU (--server_cpu, default 0) and loadgen to
-# another (--loadgen_cpu, default 1). Servers listen on 127.0.0.1 on a port
+# others (--loadgen_cpu, default 1; with --loadgen_threads on a machine with
+# cores to spare, loadgen need not be the bottleneck). Servers listen on 127.0.0.1 on a port
 # they pick (--port=0) and print it; loadgen only ever targets loopback.
 # See docs/benchmarks.md for what the columns mean.
 set -euo pipefail
@@ -30,7 +31,10 @@ usage: tools/bench/echo_bench.sh [flags]
                       "*" in the table (default: 6, 10 s apart)
   --quick             short durations, for a smoke test
   --server_cpu=N      CPU the server is pinned to (default: 0)
-  --loadgen_cpu=N     CPU loadgen is pinned to (default: 1)
+  --loadgen_cpu=LIST  CPU(s) loadgen is pinned to, as taskset takes them:
+                      1, 1-3, 1,3 (default: 1)
+  --loadgen_threads=N loadgen threads (default: 1); give each a CPU of its
+                      own, e.g. --loadgen_cpu=1-3 --loadgen_threads=3
   --output=FILE       also write the Markdown table to FILE
   --raw=FILE          also write loadgen's RESULT lines to FILE
   --no_install        do not apt-get missing packages; skip their servers
@@ -56,6 +60,7 @@ max_other_cpu=15
 tries=6
 server_cpu=0
 loadgen_cpu=1
+loadgen_threads=1
 output=""
 raw=""
 install=1
@@ -73,6 +78,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --server_cpu=*) server_cpu=${arg#*=} ;;
     --loadgen_cpu=*) loadgen_cpu=${arg#*=} ;;
+    --loadgen_threads=*) loadgen_threads=${arg#*=} ;;
     --output=*) output=${arg#*=} ;;
     --raw=*) raw=${arg#*=} ;;
     --no_install) install=0 ;;
@@ -95,9 +101,11 @@ for s in "${server_list[@]}"; do
 done
 IFS=, read -r -a size_list <<<"$sizes"
 IFS=, read -r -a conn_list <<<"$conns"
-for n in "${size_list[@]}" "${conn_list[@]}" "$server_cpu" "$loadgen_cpu" "$repeat" "$max_other_cpu" "$tries"; do
+for n in "${size_list[@]}" "${conn_list[@]}" "$server_cpu" "$loadgen_threads" "$repeat" "$max_other_cpu" "$tries"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "not a number: '$n'"
 done
+[[ "$loadgen_cpu" =~ ^[0-9]+([-,][0-9]+)*$ ]] ||
+  die "--loadgen_cpu: not a CPU list: '$loadgen_cpu' (e.g. 1, 1-3, 1,3)"
 
 # Seconds (rounded up) in a loadgen duration like 500ms, 5s, 1.5m.
 seconds_of() {
@@ -272,6 +280,7 @@ measure() {
     status=0
     "${loadgen_pin[@]}" timeout --kill-after=5 "$cell_timeout" "$loadgen" \
       --host=127.0.0.1 --port="${port[$s]}" --connections="$c" --size="$size" \
+      --threads="$loadgen_threads" \
       --duration="$duration" --warmup="$warmup" --server_pid="${pid[$s]}" \
       >"$workdir/cell.out" 2>"$workdir/cell.err" || status=$?
     result=$(grep '^RESULT ' "$workdir/cell.out" || true)
@@ -379,7 +388,7 @@ stop_servers
 
 {
   echo "Echo benchmark: $cpus CPUs ($cpu_model), kernel $(uname -r);"
-  echo "server on CPU $server_cpu, loadgen on CPU $loadgen_cpu; $warmup warmup + $duration per run,"
+  echo "server on CPU $server_cpu, loadgen ($loadgen_threads thread(s)) on CPU $loadgen_cpu; $warmup warmup + $duration per run,"
   echo "median of $repeat run(s) by req/s; before the run: load average $load, ${busy_before}% of a CPU busy."
   echo "Latencies in µs; MiB/s is payload in each direction; other CPU = CPU the rest"
   echo "of the host used meanwhile; retrans = TCP segments the host retransmitted"

@@ -44,6 +44,14 @@ void LatencyHistogram::Record(uint64_t nanos) {
   sum_ += nanos;
 }
 
+void LatencyHistogram::Merge(const LatencyHistogram& other) {
+  for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
+  count_ += other.count_;
+  min_ = std::min(min_, other.min_);
+  max_ = std::max(max_, other.max_);
+  sum_ += other.sum_;
+}
+
 void LatencyHistogram::Reset() {
   std::fill(counts_.begin(), counts_.end(), 0);
   count_ = 0;

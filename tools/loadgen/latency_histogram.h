@@ -18,6 +18,9 @@ class LatencyHistogram {
   LatencyHistogram();
 
   void Record(uint64_t nanos);
+  // Adds every sample of `other`, as if recorded here (one histogram per
+  // thread, merged at the end).
+  void Merge(const LatencyHistogram& other);
   void Reset();
 
   uint64_t count() const { return count_; }

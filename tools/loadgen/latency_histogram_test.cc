@@ -56,6 +56,28 @@ TEST(LatencyHistogramTest, HugeValuesAreClampedNotLost) {
   EXPECT_EQ(h.ValueAtQuantile(0.5), UINT64_MAX);  // clamped to [min, max]
 }
 
+TEST(LatencyHistogramTest, MergeEqualsRecordingEverythingInOne) {
+  LatencyHistogram odd, even, all;
+  for (uint64_t v = 1; v <= 100'000; ++v) {
+    (v % 2 ? odd : even).Record(v * 37);
+    all.Record(v * 37);
+  }
+  LatencyHistogram empty;
+  odd.Merge(even);
+  odd.Merge(empty);
+  EXPECT_EQ(odd.count(), all.count());
+  EXPECT_EQ(odd.min(), all.min());
+  EXPECT_EQ(odd.max(), all.max());
+  EXPECT_DOUBLE_EQ(odd.mean(), all.mean());
+  for (double q : {0.0, 0.5, 0.9, 0.99, 0.999, 1.0}) {
+    EXPECT_EQ(odd.ValueAtQuantile(q), all.ValueAtQuantile(q)) << "q=" << q;
+  }
+  // Into an empty one: min comes from the merged samples, not the sentinel.
+  empty.Merge(all);
+  EXPECT_EQ(empty.min(), 37u);
+  EXPECT_EQ(empty.count(), 100'000u);
+}
+
 TEST(LatencyHistogramTest, ResetForgetsEverything) {
   LatencyHistogram h;
   h.Record(5);

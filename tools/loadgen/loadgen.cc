@@ -1,6 +1,7 @@
 // loadgen: a closed-loop ("ping-pong") load generator for echo servers.
 //
-// One thread, one epoll set, raw non-blocking sockets. Each of --connections
+// Raw non-blocking sockets in one epoll set per thread (--threads, default 1;
+// connections are dealt to the threads in turn). Each of --connections
 // connections has exactly one request in flight: it sends --size bytes, waits
 // until exactly --size bytes have been echoed back (checking every byte), and
 // only then sends the next request. After --warmup, it measures for
@@ -39,14 +40,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -70,6 +77,10 @@ ABSL_FLAG(bool, allow_non_loopback, false,
           "Allow a --host that is not a loopback address.");
 ABSL_FLAG(int, connections, 10, "Number of connections, one request each.");
 ABSL_FLAG(int, size, 1024, "Bytes per request (and per echo).");
+ABSL_FLAG(int, threads, 1,
+          "Threads, each with its own epoll set and share of the "
+          "connections. More than one, on cores of their own, keeps loadgen "
+          "from being the bottleneck in front of a fast server.");
 ABSL_FLAG(absl::Duration, warmup, absl::Seconds(1),
           "Load applied before measuring.");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "Measured window.");
@@ -224,6 +235,7 @@ struct Options {
   bool allow_non_loopback = false;
   int connections = 0;
   size_t size = 0;
+  int threads = 1;
   int64_t warmup_ns = 0;
   int64_t duration_ns = 0;
   int64_t connect_timeout_ns = 0;
@@ -256,10 +268,23 @@ struct Connection {
   int64_t started_ns = 0;
 };
 
+// When the load starts, when measuring starts and when it stops
+// (CLOCK_MONOTONIC nanoseconds): the same for every thread.
+struct Window {
+  int64_t start_ns = 0;
+  int64_t measure_ns = 0;
+  int64_t stop_ns = 0;
+};
+
+// One thread's share of the load: connections `first`, `first + stride`, ...
 class LoadGenerator {
  public:
-  explicit LoadGenerator(const Options& options)
-      : options_(options), connections_(options.connections) {}
+  LoadGenerator(const Options& options, int first, int stride)
+      : options_(options) {
+    for (int i = first; i < options.connections; i += stride) {
+      connections_.emplace_back().index = i;
+    }
+  }
 
   ~LoadGenerator() {
     for (Connection& c : connections_) {
@@ -275,8 +300,11 @@ class LoadGenerator {
   // --connect_timeout.
   absl::Status Connect();
 
-  // Runs the warmup and the measured window; returns what was measured.
-  absl::StatusOr<Report> Run();
+  // Runs the warmup and the measured window, then lets the requests in
+  // flight finish; returns the latencies of the requests completed within
+  // the window. Returns early, with what it has, once `abort` is set.
+  absl::StatusOr<LatencyHistogram> Run(const Window& window,
+                                       const std::atomic<bool>& abort);
 
   const std::string& target() const { return target_; }
 
@@ -303,7 +331,7 @@ class LoadGenerator {
   bool measuring_ = false;
   bool stopping_ = false;  // no new requests
   int in_flight_ = 0;       // connections with a request in flight
-  Report report_;
+  LatencyHistogram latency_;
 };
 
 bool IsLoopback(const sockaddr* sa) {
@@ -459,8 +487,6 @@ absl::Status LoadGenerator::Connect() {
   if (epoll_fd_ < 0) {
     return absl::InternalError(absl::StrCat("epoll_create1: ", Errno(errno)));
   }
-  for (int i = 0; i < options_.connections; ++i) connections_[i].index = i;
-
   const int64_t deadline = NowNanos() + options_.connect_timeout_ns;
   std::vector<epoll_event> events(kMaxEvents);
   for (;;) {
@@ -476,7 +502,7 @@ absl::Status LoadGenerator::Connect() {
     if (now >= deadline) {
       return absl::DeadlineExceededError(absl::StrFormat(
           "%d of %d connections to %s not established after %s", pending,
-          options_.connections, target_,
+          connections_.size(), target_,
           absl::FormatDuration(absl::Nanoseconds(options_.connect_timeout_ns))));
     }
     int timeout_ms = static_cast<int>(
@@ -568,9 +594,8 @@ absl::Status LoadGenerator::Receive(Connection& c) {
     if (c.received == size) {
       c.in_flight = false;
       --in_flight_;
-      if (measuring_) {
-        report_.latency.Record(
-            static_cast<uint64_t>(NowNanos() - c.started_ns));
+      if (measuring_ && !stopping_) {
+        latency_.Record(static_cast<uint64_t>(NowNanos() - c.started_ns));
       }
       // The next echo cannot have arrived yet: back to epoll after sending.
       return stopping_ ? absl::OkStatus() : StartRequest(c);
@@ -595,61 +620,18 @@ absl::Status LoadGenerator::CheckStalls(int64_t now) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Report> LoadGenerator::Run() {
-  std::optional<ProcessCpuClock> server_cpu;
-  int64_t server_cpu_start = 0;
-  int64_t loadgen_cpu_start = 0;
-  int64_t window_start = 0;
-  std::optional<int64_t> retrans_start;
-  std::optional<int64_t> host_busy_start;
-  if (options_.server_pid > 0) server_cpu.emplace(options_.server_pid);
-  const bool tcp = options_.unix_path.empty();
-
-  const int64_t start = NowNanos();
-  const int64_t measure_at = start + options_.warmup_ns;
-  const int64_t stop_at = measure_at + options_.duration_ns;
+absl::StatusOr<LatencyHistogram> LoadGenerator::Run(
+    const Window& window, const std::atomic<bool>& abort) {
   for (Connection& c : connections_) {
     if (absl::Status s = StartRequest(c); !s.ok()) return s;
   }
-
   std::vector<epoll_event> events(kMaxEvents);
-  int64_t next_stall_check = start + kStallCheckNanos;
+  int64_t next_stall_check = window.start_ns + kStallCheckNanos;
   int64_t drain_until = 0;
-  for (;;) {
-    int64_t now = NowNanos();
-    if (!measuring_ && now >= measure_at) {
-      if (server_cpu) {
-        absl::StatusOr<int64_t> ns = server_cpu->ReadNanos();
-        if (!ns.ok()) return ns.status();
-        server_cpu_start = *ns;
-      }
-      if (tcp) retrans_start = ReadTcpRetransSegs();
-      host_busy_start = ReadHostBusyNanos();
-      loadgen_cpu_start = NowNanos(CLOCK_PROCESS_CPUTIME_ID);
-      window_start = now = NowNanos();
-      measuring_ = true;
-    }
-    if (!stopping_ && now >= stop_at) {
-      report_.seconds =
-          static_cast<double>(now - window_start) / kNanosPerSecond;
-      report_.loadgen_cpu_ns =
-          NowNanos(CLOCK_PROCESS_CPUTIME_ID) - loadgen_cpu_start;
-      if (server_cpu) {
-        absl::StatusOr<int64_t> ns = server_cpu->ReadNanos();
-        if (!ns.ok()) return ns.status();
-        report_.server_cpu_ns = *ns - server_cpu_start;
-        report_.server_cpu_source = server_cpu->source();
-      }
-      if (host_busy_start) {
-        if (std::optional<int64_t> end = ReadHostBusyNanos()) {
-          report_.host_busy_ns = *end - *host_busy_start;
-        }
-      }
-      if (retrans_start) {
-        if (std::optional<int64_t> end = ReadTcpRetransSegs()) {
-          report_.tcp_retrans = *end - *retrans_start;
-        }
-      }
+  while (!abort.load(std::memory_order_relaxed)) {
+    const int64_t now = NowNanos();
+    if (!measuring_ && now >= window.measure_ns) measuring_ = true;
+    if (!stopping_ && now >= window.stop_ns) {
       stopping_ = true;
       drain_until = now + kDrainNanos;
     }
@@ -659,7 +641,8 @@ absl::StatusOr<Report> LoadGenerator::Run() {
       next_stall_check = now + kStallCheckNanos;
     }
     int64_t wake = stopping_ ? drain_until
-                             : std::min(measuring_ ? stop_at : measure_at,
+                             : std::min(measuring_ ? window.stop_ns
+                                                   : window.measure_ns,
                                         next_stall_check);
     // Round up, so we never wake early and spin.
     int timeout_ms = static_cast<int>((wake - now + 999'999) / 1'000'000);
@@ -680,13 +663,134 @@ absl::StatusOr<Report> LoadGenerator::Run() {
       }
     }
   }
-  report_.requests = report_.latency.count();
-  if (report_.requests == 0) {
+  return std::move(latency_);
+}
+
+// What this process, the server and the host did during the measured
+// window, read at its start and its end.
+class WindowProbe {
+ public:
+  explicit WindowProbe(const Options& options)
+      : tcp_(options.unix_path.empty()) {
+    if (options.server_pid > 0) server_cpu_.emplace(options.server_pid);
+  }
+
+  absl::Status Begin() {
+    if (server_cpu_) {
+      absl::StatusOr<int64_t> ns = server_cpu_->ReadNanos();
+      if (!ns.ok()) return ns.status();
+      server_cpu_start_ = *ns;
+    }
+    if (tcp_) retrans_start_ = ReadTcpRetransSegs();
+    host_busy_start_ = ReadHostBusyNanos();
+    loadgen_cpu_start_ = NowNanos(CLOCK_PROCESS_CPUTIME_ID);
+    start_ns_ = NowNanos();
+    return absl::OkStatus();
+  }
+
+  // Fills in everything in `report` but the latencies.
+  absl::Status End(Report& report) {
+    report.seconds =
+        static_cast<double>(NowNanos() - start_ns_) / kNanosPerSecond;
+    report.loadgen_cpu_ns =
+        NowNanos(CLOCK_PROCESS_CPUTIME_ID) - loadgen_cpu_start_;
+    if (server_cpu_) {
+      absl::StatusOr<int64_t> ns = server_cpu_->ReadNanos();
+      if (!ns.ok()) return ns.status();
+      report.server_cpu_ns = *ns - server_cpu_start_;
+      report.server_cpu_source = server_cpu_->source();
+    }
+    if (host_busy_start_) {
+      if (std::optional<int64_t> end = ReadHostBusyNanos()) {
+        report.host_busy_ns = *end - *host_busy_start_;
+      }
+    }
+    if (retrans_start_) {
+      if (std::optional<int64_t> end = ReadTcpRetransSegs()) {
+        report.tcp_retrans = *end - *retrans_start_;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const bool tcp_;
+  std::optional<ProcessCpuClock> server_cpu_;
+  int64_t server_cpu_start_ = 0;
+  int64_t loadgen_cpu_start_ = 0;
+  int64_t start_ns_ = 0;
+  std::optional<int64_t> retrans_start_;
+  std::optional<int64_t> host_busy_start_;
+};
+
+// Connects, runs one LoadGenerator per thread through warmup and window,
+// and reports. The main thread reads the WindowProbe at the window's edges.
+// The first error of any thread stops them all and is returned.
+absl::StatusOr<Report> RunLoad(const Options& options, std::string& target) {
+  std::vector<std::unique_ptr<LoadGenerator>> generators;
+  for (int i = 0; i < options.threads; ++i) {
+    generators.push_back(
+        std::make_unique<LoadGenerator>(options, i, options.threads));
+    if (absl::Status s = generators.back()->Connect(); !s.ok()) return s;
+  }
+  target = generators.front()->target();
+
+  Window window;
+  window.start_ns = NowNanos();
+  window.measure_ns = window.start_ns + options.warmup_ns;
+  window.stop_ns = window.measure_ns + options.duration_ns;
+  std::atomic<bool> abort{false};
+  std::mutex mu;
+  std::condition_variable aborted;
+  absl::Status first_error;  // Guarded by mu until the threads are joined.
+  std::vector<LatencyHistogram> latencies(generators.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < generators.size(); ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<LatencyHistogram> latency =
+          generators[i]->Run(window, abort);
+      if (latency.ok()) {
+        latencies[i] = *std::move(latency);
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.ok()) first_error = latency.status();
+      abort = true;
+      aborted.notify_all();
+    });
+  }
+
+  // Sleeps until `deadline_ns`; false if a thread failed first.
+  auto sleep_until = [&](int64_t deadline_ns) {
+    std::unique_lock<std::mutex> lock(mu);
+    return !aborted.wait_until(
+        lock,
+        std::chrono::steady_clock::time_point(
+            std::chrono::nanoseconds(deadline_ns)),
+        [&] { return abort.load(); });
+  };
+  Report report;
+  WindowProbe probe(options);
+  absl::Status probed;
+  if (sleep_until(window.measure_ns)) {
+    probed = probe.Begin();
+    if (probed.ok() && sleep_until(window.stop_ns)) probed = probe.End(report);
+  }
+  if (!probed.ok()) abort = true;
+  for (std::thread& thread : threads) thread.join();
+  if (!first_error.ok()) return first_error;
+  if (!probed.ok()) return probed;
+
+  for (const LatencyHistogram& latency : latencies) {
+    report.latency.Merge(latency);
+  }
+  report.requests = report.latency.count();
+  if (report.requests == 0) {
     return absl::UnavailableError(absl::StrFormat(
         "no request to %s completed during the %.3f s measured window",
-        target_, report_.seconds));
+        target, report.seconds));
   }
-  return std::move(report_);
+  return report;
 }
 
 double Micros(uint64_t nanos) { return static_cast<double>(nanos) / 1000.0; }
@@ -717,9 +821,10 @@ void PrintReport(const Options& options, const std::string& target,
   }
 
   absl::PrintF(
-      "loadgen: %s, %d connections x %d bytes, 1 request in flight each; "
-      "%s warmup, %.3f s measured; MiB/s = payload in each direction\n",
-      target, options.connections, options.size,
+      "loadgen: %s, %d connections x %d bytes, 1 request in flight each, "
+      "%d thread(s); %s warmup, %.3f s measured; MiB/s = payload in each "
+      "direction\n",
+      target, options.connections, options.size, options.threads,
       absl::FormatDuration(absl::Nanoseconds(options.warmup_ns)), r.seconds);
   absl::PrintF(
       "%6s %8s %11s %9s %9s %9s %9s %9s %11s %8s %11s %7s %9s %8s\n", "conns",
@@ -741,14 +846,16 @@ void PrintReport(const Options& options, const std::string& target,
       return v ? absl::StrFormat("%.4f", *v) : std::string("null");
     };
     absl::PrintF(
-        "{\"target\":\"%s\",\"connections\":%d,\"size\":%d,\"requests\":%d,"
+        "{\"target\":\"%s\",\"connections\":%d,\"size\":%d,\"threads\":%d,"
+        "\"requests\":%d,"
         "\"seconds\":%.4f,\"req_per_s\":%.2f,\"mib_per_s\":%.4f,"
         "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,"
         "\"mean_us\":%.2f,\"server_cpu_us_per_req\":%s,"
         "\"server_cpu_util\":%s,\"server_cpu_source\":\"%s\","
         "\"loadgen_cpu_us_per_req\":%.4f,\"loadgen_cpu_util\":%.4f,"
         "\"tcp_retrans\":%s,\"host_cpu_util\":%s}\n",
-        target, options.connections, options.size, r.requests, r.seconds, rps,
+        target, options.connections, options.size, options.threads,
+        r.requests, r.seconds, rps,
         mib_per_s, p50, p99, p999, max, mean, num(srv_us_per_req),
         num(srv_util), r.server_cpu_source, lg_us_per_req, lg_util,
         r.tcp_retrans ? retrans : std::string("null"),
@@ -762,12 +869,12 @@ void PrintReport(const Options& options, const std::string& target,
           *srv_us_per_req, *srv_util, r.server_cpu_source);
     }
     absl::PrintF(
-        "RESULT connections=%d size=%d requests=%d seconds=%.4f "
+        "RESULT connections=%d size=%d threads=%d requests=%d seconds=%.4f "
         "req_per_s=%.2f mib_per_s=%.4f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
         "max_us=%.2f mean_us=%.2f%s loadgen_cpu_us_per_req=%.4f "
         "loadgen_cpu_util=%.4f%s%s\n",
-        options.connections, options.size, r.requests, r.seconds, rps,
-        mib_per_s, p50, p99, p999, max, mean, server, lg_us_per_req, lg_util,
+        options.connections, options.size, options.threads, r.requests,
+        r.seconds, rps, mib_per_s, p50, p99, p999, max, mean, server, lg_us_per_req, lg_util,
         r.tcp_retrans ? absl::StrCat(" tcp_retrans=", retrans) : "",
         r.host_busy_ns ? absl::StrFormat(" host_cpu_util=%.4f", host_util)
                        : "");
@@ -783,6 +890,7 @@ absl::StatusOr<Options> OptionsFromFlags() {
   o.allow_non_loopback = absl::GetFlag(FLAGS_allow_non_loopback);
   o.connections = absl::GetFlag(FLAGS_connections);
   int size = absl::GetFlag(FLAGS_size);
+  o.threads = absl::GetFlag(FLAGS_threads);
   o.server_pid = absl::GetFlag(FLAGS_server_pid);
   std::string format = absl::GetFlag(FLAGS_format);
   auto nanos = [](absl::Duration d) { return absl::ToInt64Nanoseconds(d); };
@@ -799,6 +907,10 @@ absl::StatusOr<Options> OptionsFromFlags() {
   }
   if (o.connections < 1 || o.connections > 100000) {
     return absl::InvalidArgumentError("--connections must be in [1, 100000]");
+  }
+  if (o.threads < 1 || o.threads > std::min(o.connections, 256)) {
+    return absl::InvalidArgumentError(
+        "--threads must be in [1, 256] and at most --connections");
   }
   if (size < 1 || size > (64 << 20)) {
     return absl::InvalidArgumentError("--size must be in [1, 64 MiB]");
@@ -848,7 +960,8 @@ int main(int argc, char** argv) {
   using namespace sluice::loadgen;  // NOLINT: a main of this namespace.
   absl::SetProgramUsageMessage(
       "Closed-loop echo load generator: --port=P [--connections=N --size=B "
-      "--duration=10s --warmup=1s --server_pid=PID --format=text|json]");
+      "--duration=10s --warmup=1s --threads=T --server_pid=PID "
+      "--format=text|json]");
   absl::ParseCommandLine(argc, argv);
   absl::StatusOr<Options> options = OptionsFromFlags();
   if (!options.ok()) {
@@ -862,14 +975,12 @@ int main(int argc, char** argv) {
       (options->connect_timeout_ns + options->warmup_ns +
        options->duration_ns) / kNanosPerSecond + 10));
 
-  LoadGenerator generator(*options);
-  absl::Status connected = generator.Connect();
-  absl::StatusOr<Report> report =
-      connected.ok() ? generator.Run() : absl::StatusOr<Report>(connected);
+  std::string target;
+  absl::StatusOr<Report> report = RunLoad(*options, target);
   if (!report.ok()) {
     absl::FPrintF(stderr, "loadgen: error: %s\n", report.status().message());
     return absl::IsInvalidArgument(report.status()) ? 2 : 1;
   }
-  PrintReport(*options, generator.target(), *report);
+  PrintReport(*options, target, *report);
   return 0;
 }

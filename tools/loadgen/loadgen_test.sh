@@ -56,6 +56,15 @@ done
 [ ! -s "$tmp/ok.err" ] || fail "unexpected stderr"
 echo "clean run: $requests requests"
 
+# 1b. Several threads share the connections; one result for all of them.
+"$loadgen" --port="$port" --connections=5 --threads=3 --size=512 \
+  --warmup=100ms --duration=500ms >"$tmp/threads.out" 2>"$tmp/threads.err" ||
+  fail "loadgen --threads=3 failed"
+[ "$(result "$tmp/threads.out" threads)" = 3 ] || fail "threads not reported"
+[ "$(result "$tmp/threads.out" connections)" = 5 ] || fail "connections"
+[ "$(result "$tmp/threads.out" requests)" -gt 0 ] || fail "no requests (threads)"
+echo "threads: $(result "$tmp/threads.out" requests) requests"
+
 # 2. Large messages (partial writes, echo arriving while still sending), JSON.
 "$loadgen" --port="$port" --connections=2 --size=1000000 --warmup=0s \
   --duration=300ms --format=json >"$tmp/big.out" 2>"$tmp/big.err" ||
@@ -74,6 +83,16 @@ grep -q "wrong echo byte at offset 904 of request 4" "$tmp/corrupt.err" ||
   fail "corrupted echo: unclear error"
 ! grep -q '^RESULT' "$tmp/corrupt.out" || fail "corrupted echo: RESULT printed"
 echo "corrupted echo: $(cat "$tmp/corrupt.err")"
+# With threads, the first failing thread stops the others and the run ends
+# at once, not after the 30 s window.
+status=0
+started=$SECONDS
+"$loadgen" --port="$port" --connections=4 --threads=2 --size=1024 \
+  --warmup=0s --duration=30s >"$tmp/corrupt2.out" 2>"$tmp/corrupt2.err" || status=$?
+[ "$status" -eq 1 ] || fail "corrupted echo, 2 threads: exit status $status, want 1"
+grep -q "wrong echo byte at offset 904 of request 4" "$tmp/corrupt2.err" ||
+  fail "corrupted echo, 2 threads: unclear error"
+((SECONDS - started < 20)) || fail "corrupted echo, 2 threads: ran the window out"
 stop_server
 
 # 4. Nobody listens on the port any more: connection refused, exit 1.
@@ -92,5 +111,9 @@ grep -q "not a loopback address" "$tmp/remote.err" || fail "non-loopback: unclea
 status=0
 "$loadgen" --port=1 --size=0 >/dev/null 2>"$tmp/usage.err" || status=$?
 [ "$status" -eq 2 ] || fail "--size=0: exit status $status, want 2"
+status=0
+"$loadgen" --port=1 --connections=2 --threads=3 >/dev/null 2>"$tmp/threads.err" || status=$?
+[ "$status" -eq 2 ] || fail "--threads > --connections: exit status $status, want 2"
+grep -q "at most --connections" "$tmp/threads.err" || fail "--threads: unclear error"
 
 echo "loadgen_test OK"
