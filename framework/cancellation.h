@@ -4,7 +4,6 @@
 #include <coroutine>
 #include <utility>
 
-
 namespace sluice {
 
 // Where a coroutine's current await point listens for cancellation.

@@ -20,22 +20,29 @@ SocketAddress SocketAddress::FromSockaddr(const sockaddr* address,
   return result;
 }
 
-std::optional<SocketAddress> SocketAddress::LocalOf(int fd) {
+namespace {
+
+// getsockname or getpeername of `fd`; nullopt if it fails.
+std::optional<SocketAddress> QueryAddress(int fd,
+                                          int (*query)(int, sockaddr*,
+                                                       socklen_t*)) {
   sockaddr_storage storage;
   socklen_t length = sizeof(storage);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+  if (query(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
     return std::nullopt;
   }
-  return FromSockaddr(reinterpret_cast<sockaddr*>(&storage), length);
+  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&storage),
+                                     length);
+}
+
+}  // namespace
+
+std::optional<SocketAddress> SocketAddress::LocalOf(int fd) {
+  return QueryAddress(fd, getsockname);
 }
 
 std::optional<SocketAddress> SocketAddress::PeerOf(int fd) {
-  sockaddr_storage storage;
-  socklen_t length = sizeof(storage);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return std::nullopt;
-  }
-  return FromSockaddr(reinterpret_cast<sockaddr*>(&storage), length);
+  return QueryAddress(fd, getpeername);
 }
 
 absl::StatusOr<SocketAddress> SocketAddress::FromIp(std::string_view ip,

@@ -262,7 +262,7 @@ struct Connection {
   bool want_write = false;  // EPOLLOUT is in the interest set
   bool in_flight = false;
   uint64_t requests_started = 0;
-  const char* message = nullptr;  // the request in flight, inside pattern_
+  const char* message = nullptr;  // the request in flight, inside the pattern
   size_t sent = 0;
   size_t received = 0;
   int64_t started_ns = 0;
@@ -276,11 +276,27 @@ struct Window {
   int64_t stop_ns = 0;
 };
 
+// What every request sends a window of: size + kPatternOffsets
+// pseudo-random bytes, so a shifted or stale byte is unlikely to match.
+std::vector<char> MakePattern(size_t size) {
+  std::vector<char> pattern(size + kPatternOffsets);
+  uint32_t x = 2463534242u;
+  for (char& b : pattern) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b = static_cast<char>(x >> 24);
+  }
+  return pattern;
+}
+
 // One thread's share of the load: connections `first`, `first + stride`, ...
+// sending from `pattern`, which all threads share and nobody writes.
 class LoadGenerator {
  public:
-  LoadGenerator(const Options& options, int first, int stride)
-      : options_(options) {
+  LoadGenerator(const Options& options, const std::vector<char>& pattern,
+                int first, int stride)
+      : options_(options), pattern_(pattern) {
     for (int i = first; i < options.connections; i += stride) {
       connections_.emplace_back().index = i;
     }
@@ -326,7 +342,7 @@ class LoadGenerator {
   sockaddr_storage address_{};
   socklen_t address_len_ = 0;
   std::string target_;
-  std::vector<char> pattern_;  // size + kPatternOffsets bytes
+  const std::vector<char>& pattern_;  // MakePattern(size), shared
   std::vector<char> scratch_;  // receive buffer, shared by all connections
   bool measuring_ = false;
   bool stopping_ = false;  // no new requests
@@ -471,16 +487,6 @@ absl::Status LoadGenerator::FinishConnect(Connection& c) {
 
 absl::Status LoadGenerator::Connect() {
   if (absl::Status s = ResolveTarget(); !s.ok()) return s;
-
-  // Pseudo-random bytes: a shifted or stale byte is unlikely to match.
-  pattern_.resize(options_.size + kPatternOffsets);
-  uint32_t x = 2463534242u;
-  for (char& b : pattern_) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    b = static_cast<char>(x >> 24);
-  }
   scratch_.resize(kScratchBytes);
 
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -727,10 +733,11 @@ class WindowProbe {
 // and reports. The main thread reads the WindowProbe at the window's edges.
 // The first error of any thread stops them all and is returned.
 absl::StatusOr<Report> RunLoad(const Options& options, std::string& target) {
+  const std::vector<char> pattern = MakePattern(options.size);
   std::vector<std::unique_ptr<LoadGenerator>> generators;
   for (int i = 0; i < options.threads; ++i) {
-    generators.push_back(
-        std::make_unique<LoadGenerator>(options, i, options.threads));
+    generators.push_back(std::make_unique<LoadGenerator>(options, pattern, i,
+                                                         options.threads));
     if (absl::Status s = generators.back()->Connect(); !s.ok()) return s;
   }
   target = generators.front()->target();
