@@ -13,6 +13,9 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -59,6 +62,47 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
 }
 
 }  // namespace
+
+namespace event_loop_internal {
+
+struct ThreadsafeQueue {
+  explicit ThreadsafeQueue(int wakeup_fd) : wakeup_fd(wakeup_fd) {}
+  ~ThreadsafeQueue() { close(wakeup_fd); }
+
+  // Closed by the loop's destructor; the fd stays open until the last
+  // handle is gone, so a late writer never hits a reused descriptor.
+  const int wakeup_fd;
+  std::mutex mutex;
+  std::vector<Callback> callbacks;  // Guarded by mutex.
+  bool closed = false;              // Guarded by mutex.
+};
+
+}  // namespace event_loop_internal
+
+absl::Status ThreadsafeHandle::CallSoon(
+    absl::AnyInvocable<void()> callback) const {
+  bool was_empty;
+  {
+    std::unique_lock<std::mutex> lock(queue_->mutex);
+    if (queue_->closed) {
+      lock.unlock();
+      callback = nullptr;  // Its destructor may post again: not under lock.
+      return absl::FailedPreconditionError(
+          "CallSoon from another thread: the event loop is closed");
+    }
+    was_empty = queue_->callbacks.empty();
+    queue_->callbacks.push_back(std::move(callback));
+  }
+  // One wake-up per batch: the loop reads the eventfd before taking the
+  // queue, so a push that finds the queue non-empty is covered by the
+  // wake-up of the push that made it non-empty.
+  if (was_empty) {
+    uint64_t one = 1;
+    ssize_t n = write(queue_->wakeup_fd, &one, sizeof(one));
+    (void)n;  // EAGAIN means the counter is saturated: a wake-up is pending.
+  }
+  return absl::OkStatus();
+}
 
 // Adapts asyncio-style AddReader/AddWriter callbacks to FdHandler.
 class EventLoop::CallbackWatcher final : public FdHandler {
@@ -143,18 +187,22 @@ absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(
     return ErrnoStatus(error, "eventfd");
   }
   Clock& clock = options.clock != nullptr ? *options.clock : SystemClock();
-  std::unique_ptr<EventLoop> loop(new EventLoop(clock, epoll_fd, wakeup_fd));
+  std::unique_ptr<EventLoop> loop(new EventLoop(
+      clock, epoll_fd,
+      std::make_shared<event_loop_internal::ThreadsafeQueue>(wakeup_fd)));
   absl::Status watched =
       loop->WatchFd(wakeup_fd, *loop->wakeup_, kFdReadable);
   if (!watched.ok()) return watched;
   return loop;
 }
 
-EventLoop::EventLoop(Clock& clock, int epoll_fd, int wakeup_fd)
+EventLoop::EventLoop(
+    Clock& clock, int epoll_fd,
+    std::shared_ptr<event_loop_internal::ThreadsafeQueue> threadsafe)
     : clock_(&clock),
       epoll_fd_(epoll_fd),
-      wakeup_fd_(wakeup_fd),
-      wakeup_(std::make_unique<WakeupWatcher>(*this)) {}
+      wakeup_(std::make_unique<WakeupWatcher>(*this)),
+      threadsafe_(std::move(threadsafe)) {}
 
 EventLoop::~EventLoop() {
   // Workers first: they post into the loop.
@@ -190,11 +238,14 @@ EventLoop::~EventLoop() {
     pthread_sigmask(SIG_UNBLOCK, &signals_->blocked_by_us_, nullptr);
     close(signals_->fd);
   }
+  std::vector<Callback> unrun;
   {
-    std::lock_guard<std::mutex> lock(threadsafe_mutex_);
-    threadsafe_queue_.clear();
+    std::lock_guard<std::mutex> lock(threadsafe_->mutex);
+    threadsafe_->closed = true;
+    unrun.swap(threadsafe_->callbacks);
   }
-  close(wakeup_fd_);
+  // Outside the lock: a callback's destructor may post (and is refused).
+  unrun.clear();
   close(epoll_fd_);
 }
 
@@ -217,30 +268,19 @@ Handle EventLoop::CallLater(absl::Duration delay, Callback callback) {
 }
 
 void EventLoop::CallSoonThreadsafe(Callback callback) {
-  bool was_empty;
-  {
-    std::lock_guard<std::mutex> lock(threadsafe_mutex_);
-    was_empty = threadsafe_queue_.empty();
-    threadsafe_queue_.push_back(std::move(callback));
-  }
-  // One wake-up per batch: the loop reads the eventfd before taking the
-  // queue, so a push that finds the queue non-empty is covered by the
-  // wake-up of the push that made it non-empty.
-  if (was_empty) {
-    uint64_t one = 1;
-    ssize_t n = write(wakeup_fd_, &one, sizeof(one));
-    (void)n;  // EAGAIN means the counter is saturated: a wake-up is pending.
-  }
+  // Refused only once the loop is being destroyed, which the caller rules
+  // out (see the header).
+  GetThreadsafeHandle().CallSoon(std::move(callback)).IgnoreError();
 }
 
 void EventLoop::DrainThreadsafeQueue() {
   uint64_t count;
-  ssize_t n = read(wakeup_fd_, &count, sizeof(count));
+  ssize_t n = read(threadsafe_->wakeup_fd, &count, sizeof(count));
   (void)n;  // EAGAIN: a spurious wake-up; the queue is checked regardless.
   std::vector<Callback> batch;
   {
-    std::lock_guard<std::mutex> lock(threadsafe_mutex_);
-    batch.swap(threadsafe_queue_);
+    std::lock_guard<std::mutex> lock(threadsafe_->mutex);
+    batch.swap(threadsafe_->callbacks);
   }
   for (Callback& callback : batch) CallSoon(std::move(callback));
 }
@@ -548,7 +588,10 @@ void EventLoop::Iterate(absl::Duration max_wait,
   // sends) before the next wait, without an extra zero-timeout poll.
   RunReady(ready_.size());
   // What the caller waits for may have happened: do not block on it.
-  if (!keep_going()) return;
+  if (!keep_going()) {
+    RunDeferredDeletions();
+    return;
+  }
   CompactTimers();
   absl::Duration wait = max_wait;
   if (!ready_.empty() || stopping_) {
@@ -591,7 +634,17 @@ void EventLoop::Iterate(absl::Duration max_wait,
     if (ready != kFdNone) entry.handler->OnFdReady(ready);
   }
   RunDueTimers();
-  deferred_deletions_.clear();
+  RunDeferredDeletions();
+}
+
+void EventLoop::RunDeferredDeletions() {
+  // Swapped out first: a destructor may defer more (Envoy's
+  // clearDeferredDeleteList), which then waits for the next round.
+  while (!deferred_deletions_.empty()) {
+    std::vector<Callback> doomed;
+    doomed.swap(deferred_deletions_);
+    for (Callback& deletion : doomed) deletion = nullptr;
+  }
 }
 
 void EventLoop::RunReady(size_t count) {

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,6 +95,32 @@ class LoopOwned {
   virtual ~LoopOwned() = default;
 };
 
+namespace event_loop_internal {
+struct ThreadsafeQueue;
+}  // namespace event_loop_internal
+
+// Posts callbacks to a loop from other threads, and may outlive the loop
+// (asyncio raises "Event loop is closed" in that case; this returns it).
+// Copyable and thread-safe; from EventLoop::GetThreadsafeHandle.
+class ThreadsafeHandle {
+ public:
+  // Schedules `callback` on the loop like CallSoon and wakes the loop if it
+  // is waiting. kFailedPrecondition once the loop is destroyed (or being
+  // destroyed): `callback` is then destroyed here, unrun. Never blocks on
+  // the loop.
+  absl::Status CallSoon(absl::AnyInvocable<void()> callback) const;
+
+ private:
+  friend class EventLoop;
+  explicit ThreadsafeHandle(
+      std::shared_ptr<event_loop_internal::ThreadsafeQueue> queue)
+      : queue_(std::move(queue)) {}
+
+  // Shared by the loop and every handle: a thread that posts after the
+  // loop's end finds it closed, not freed, and its eventfd still open.
+  std::shared_ptr<event_loop_internal::ThreadsafeQueue> queue_;
+};
+
 struct EventLoopOptions {
   // The loop's time source; must outlive the loop. nullptr: SystemClock().
   Clock* clock = nullptr;
@@ -110,8 +135,10 @@ struct EventLoopOptions {
 //
 // One iteration (RunOnce) runs, in order: the ready callbacks that were queued
 // before it started, a wait for events (none if callbacks are ready), the
-// I/O callbacks of fds found ready, then the timers that are due. Callbacks
-// scheduled during an iteration run in the next one.
+// I/O callbacks of fds found ready, then the timers that are due, then the
+// deferred deletions. Callbacks scheduled with CallSoon during an iteration
+// run in the next one; a zero-delay timer scheduled from a ready or I/O
+// callback runs in the same iteration's timer phase.
 // A callback that throws is reported to the error handler and the loop goes
 // on.
 class EventLoop {
@@ -141,8 +168,13 @@ class EventLoop {
   Handle CallLater(absl::Duration delay, Callback callback);
 
   // Schedules `callback` like CallSoon, from any thread, and wakes the loop
-  // if it is blocked waiting for events.
+  // if it is blocked waiting for events. The loop must outlive the call: a
+  // thread that may outlive the loop posts through GetThreadsafeHandle().
   void CallSoonThreadsafe(Callback callback);
+  // A handle to post from threads that may outlive the loop.
+  ThreadsafeHandle GetThreadsafeHandle() const {
+    return ThreadsafeHandle(threadsafe_);
+  }
 
   // asyncio's add_reader/add_writer: `callback` runs on every iteration in
   // which `fd` is readable (writable) until removed. Replaces an earlier
@@ -212,7 +244,7 @@ class EventLoop {
 
   // Destroys `object` at the end of the current iteration, so that an object
   // can be released from inside one of its own callbacks (Envoy's deferred
-  // deletion).
+  // deletion). Deletions deferred by those destructors run then too.
   template <class T>
   void DeleteSoon(std::unique_ptr<T> object) {
     deferred_deletions_.push_back([object = std::move(object)] {});
@@ -254,7 +286,8 @@ class EventLoop {
   class SignalWatcher;
   class WakeupWatcher;
 
-  EventLoop(Clock& clock, int epoll_fd, int wakeup_fd);
+  EventLoop(Clock& clock, int epoll_fd,
+            std::shared_ptr<event_loop_internal::ThreadsafeQueue> threadsafe);
 
   void Cancel(uint64_t id, bool is_timer);
   absl::Status AddCallbackWatch(int fd, uint32_t direction,
@@ -262,6 +295,9 @@ class EventLoop {
   bool RemoveCallbackWatch(int fd, uint32_t direction);
   absl::Status UpdateSignalMask();
   void DrainThreadsafeQueue();
+  // Destroys the deferred deletions, and those their destructors defer, in
+  // FIFO order.
+  void RunDeferredDeletions();
   // Runs `callback`, reporting an exception it throws.
   void Invoke(Callback& callback, const char* what);
   void RunReady(size_t count);
@@ -281,7 +317,6 @@ class EventLoop {
   // Joined first in the destructor: workers post into the loop.
   std::unique_ptr<ThreadPool> executor_;
   const int epoll_fd_;
-  const int wakeup_fd_;
 
   uint64_t next_id_ = 1;
   std::deque<ReadyEntry> ready_;
@@ -300,8 +335,8 @@ class EventLoop {
   std::unique_ptr<SignalWatcher> signals_;
   std::unique_ptr<WakeupWatcher> wakeup_;
 
-  std::mutex threadsafe_mutex_;
-  std::vector<Callback> threadsafe_queue_;  // Guarded by threadsafe_mutex_.
+  // The CallSoonThreadsafe queue and its eventfd.
+  std::shared_ptr<event_loop_internal::ThreadsafeQueue> threadsafe_;
 
   // Objects released during an iteration, destroyed at its end.
   std::vector<Callback> deferred_deletions_;

@@ -542,6 +542,134 @@ TEST(EventLoopTest, DeleteSoonDefersToTheEndOfTheIteration) {
   EXPECT_TRUE(destroyed);
 }
 
+TEST(EventLoopTest, DeletionsDeferredByADestructorAlsoRun) {
+  auto loop = NewLoop();
+  // Enough deferrals from one destructor to make the list reallocate while
+  // it is being emptied.
+  constexpr int kChildren = 100;
+  int destroyed = 0;
+  struct Child {
+    explicit Child(int& destroyed) : destroyed(destroyed) {}
+    ~Child() { ++destroyed; }
+    int& destroyed;
+  };
+  struct Parent {
+    Parent(EventLoop& loop, int& destroyed) : loop(loop), destroyed(destroyed) {}
+    ~Parent() {
+      ++destroyed;
+      for (int i = 0; i < kChildren; ++i) {
+        loop.DeleteSoon(std::make_unique<Child>(destroyed));
+      }
+    }
+    EventLoop& loop;
+    int& destroyed;
+  };
+  loop->CallSoon(
+      [&] { loop->DeleteSoon(std::make_unique<Parent>(*loop, destroyed)); });
+  loop->RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(destroyed, kChildren + 1);
+}
+
+TEST(EventLoopTest, RunUntilDoneInTheReadyCallbacksStillRunsDeletions) {
+  auto loop = NewLoop();
+  struct Tracked {
+    explicit Tracked(bool& destroyed) : destroyed(destroyed) {}
+    ~Tracked() { destroyed = true; }
+    bool& destroyed;
+  };
+  bool destroyed = false;
+  bool released = false;
+  loop->CallSoon([&] {
+    loop->DeleteSoon(std::make_unique<Tracked>(destroyed));
+    released = true;
+  });
+  EXPECT_TRUE(loop->RunUntil([&] { return released; }));
+  // The iteration that released it ended, so it is gone; a later RunUntil
+  // waiting for that on an idle loop would otherwise never return.
+  EXPECT_TRUE(destroyed);
+}
+
+TEST(EventLoopTest, ThreadsafeHandleFailsOnceTheLoopIsGone) {
+  auto loop = NewLoop();
+  ThreadsafeHandle handle = loop->GetThreadsafeHandle();
+  bool ran = false;
+  ASSERT_TRUE(handle.CallSoon([&ran] { ran = true; }).ok());
+  loop->RunUntilIdle();
+  loop->RunOnce(absl::ZeroDuration());
+  EXPECT_TRUE(ran);
+  loop.reset();
+  bool destroyed = false;
+  struct SetOnDestruction {
+    explicit SetOnDestruction(bool& flag) : flag(&flag) {}
+    SetOnDestruction(SetOnDestruction&& other) : flag(other.flag) {
+      other.flag = nullptr;
+    }
+    ~SetOnDestruction() {
+      if (flag != nullptr) *flag = true;
+    }
+    bool* flag;
+  };
+  absl::Status posted =
+      handle.CallSoon([guard = SetOnDestruction(destroyed)] {});
+  EXPECT_EQ(posted.code(), absl::StatusCode::kFailedPrecondition) << posted;
+  EXPECT_THAT(posted.message(), HasSubstr("closed"));
+  EXPECT_TRUE(destroyed);  // The refused callback is not kept.
+}
+
+TEST(EventLoopTest, QueuedThreadsafeCallbackMayPostFromItsDestructor) {
+  auto loop = NewLoop();
+  ThreadsafeHandle handle = loop->GetThreadsafeHandle();
+  absl::Status posted_from_destructor;
+  struct PostOnDestruction {
+    PostOnDestruction(ThreadsafeHandle handle, absl::Status& result)
+        : handle(std::move(handle)), result(&result) {}
+    PostOnDestruction(PostOnDestruction&& other)
+        : handle(other.handle), result(other.result) {
+      other.result = nullptr;
+    }
+    ~PostOnDestruction() {
+      if (result != nullptr) *result = handle.CallSoon([] {});
+    }
+    ThreadsafeHandle handle;
+    absl::Status* result;
+  };
+  ASSERT_TRUE(
+      handle
+          .CallSoon([guard = PostOnDestruction(handle, posted_from_destructor)] {})
+          .ok());
+  // Destroyed with the callback still queued: its destructor posts again,
+  // which must fail rather than deadlock on the queue's lock.
+  loop.reset();
+  EXPECT_EQ(posted_from_destructor.code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(EventLoopTest, ThreadsPostingWhileTheLoopIsDestroyed) {
+  auto loop = NewLoop();
+  ThreadsafeHandle handle = loop->GetThreadsafeHandle();
+  std::atomic<int> accepted{0};
+  std::atomic<int> refused{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, handle] {
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < 2000; ++i) {
+        if (handle.CallSoon([] {}).ok()) {
+          ++accepted;
+        } else {
+          ++refused;
+        }
+      }
+    });
+  }
+  go = true;
+  loop->RunOnce(absl::ZeroDuration());
+  loop.reset();
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(accepted + refused, 4 * 2000);
+}
+
 TEST(EventLoopTest, DestroyingTheLoopLeaksNoFds) {
   int before = CountOpenFds();
   {

@@ -14,7 +14,10 @@ namespace sluice {
 
 // A fixed set of worker threads for blocking calls the loop must not make
 // itself (getaddrinfo, file reads): asyncio's default executor. Threads
-// start on first use. Destruction finishes the queued work and joins.
+// start on first use, with every signal blocked, so that a process-directed
+// signal reaches the thread that handles it. Destruction waits for the work
+// that is running and drops (destroys unrun) the work still queued, so a
+// backlog of slow lookups cannot hold up the loop's end.
 class ThreadPool {
  public:
   explicit ThreadPool(size_t threads) : max_threads_(threads) {}
