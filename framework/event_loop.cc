@@ -745,7 +745,13 @@ bool EventLoop::SleepAwaiter::Suspend(std::coroutine_handle<> awaiting,
   awaiting_ = awaiting;
   slot_ = slot;
   suspended_ = true;
-  timer_ = loop_->CallLater(delay_, [this] { awaiting_.resume(); });
+  // Sleep(0) is a bare yield (asyncio's sleep(0)): after the callbacks
+  // already queued, not in this iteration's timer phase.
+  if (delay_ <= absl::ZeroDuration()) {
+    timer_ = loop_->CallSoon([this] { awaiting_.resume(); });
+  } else {
+    timer_ = loop_->CallLater(delay_, [this] { awaiting_.resume(); });
+  }
   if (slot_ != nullptr) {
     slot_->Install(
         [](void* self) {

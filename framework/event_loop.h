@@ -232,7 +232,9 @@ class EventLoop {
   bool IsRunning() const { return running_; }
 
   // An awaitable that completes after `delay` with OkStatus, or with
-  // kCancelled when the awaiting task is cancelled first.
+  // kCancelled when the awaiting task is cancelled first. A zero or negative
+  // delay yields once: the task resumes after the callbacks queued before
+  // it (asyncio's sleep(0)).
   class SleepAwaiter;
   SleepAwaiter Sleep(absl::Duration delay);
 

@@ -48,7 +48,10 @@ class Protocol : public BaseProtocol {
   // returns.
   virtual void ConnectionMade(Transport& /*transport*/) {}
 
-  // Bytes from the peer. `data` is valid only during the call.
+  // Bytes from the peer. `data` is valid only during the call: it is lent
+  // from a receive buffer that every transport of the thread shares, which
+  // nothing else uses while a DataReceived is on the stack (SendFile, for
+  // one, reads files into a buffer of its own). Copy what you keep.
   virtual void DataReceived(std::string_view /*data*/) {}
 
   // The peer closed its sending side. Return true to keep the transport

@@ -189,16 +189,38 @@ void MemoryTransport::WriteEof() {
 void MemoryTransport::Close() {
   if (closing_) return;
   closing_ = true;
+  if (UnreadFromPeer() > 0) {
+    // What a socket does when closed with input unread: a reset, which
+    // also discards what it had left to send.
+    ForceClose(absl::OkStatus());
+    return;
+  }
   Flush();
 }
 
 void MemoryTransport::Abort() { ForceClose(absl::OkStatus()); }
+
+size_t MemoryTransport::UnreadFromPeer() const {
+  if (linked_peer_ == nullptr) return 0;
+  size_t unread = linked_peer_->buffer_.size();
+  for (const std::string& chunk : incoming_) unread += chunk.size();
+  return unread;
+}
 
 void MemoryTransport::ForceClose(const absl::Status& status) {
   if (lost_) return;
   lost_ = true;
   closing_ = true;
   buffer_.Clear();
+  if (const size_t unread = UnreadFromPeer(); unread > 0) {
+    // The peer would wait for ever to hand over or see read what it sent.
+    MemoryTransport* peer = std::exchange(linked_peer_, nullptr);
+    peer->linked_peer_ = nullptr;
+    peer_saw_eof_ = true;
+    peer->ForceClose(absl::UnavailableError(absl::StrCat(
+        "connection reset by the in-memory peer (it closed with ", unread,
+        " bytes unread)")));
+  }
   if (!peer_saw_eof_) {
     peer_saw_eof_ = true;
     if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();

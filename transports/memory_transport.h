@@ -127,6 +127,9 @@ class MemoryTransport final : public Transport, public LoopOwned {
                   Options options);
 
   bool PeerAccepting() const;
+  // Bytes the linked peer sent that this side has not read: handed over
+  // and not delivered, or held back in the peer's buffer.
+  size_t UnreadFromPeer() const;
   // Hands the write buffer to the peer if it accepts it, then finishes a
   // pending WriteEof or Close.
   void Flush();

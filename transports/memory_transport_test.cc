@@ -175,5 +175,38 @@ TEST_F(MemoryTransportTest, ResetFromPeerIsTheConnectionLostError) {
   EXPECT_THAT(log_, ElementsAre("made", "lost:UNAVAILABLE"));
 }
 
+TEST_F(MemoryTransportTest, ClosingWithTheOthersBytesUnreadResetsIt) {
+  // B stops reading, A writes (the bytes stay buffered in A), B closes.
+  // Over a socket A would get a reset; in memory, A must not wait forever.
+  std::vector<std::string> sender_log;
+  std::vector<std::string> receiver_log;
+  auto [a, b] = ConnectInMemory(
+      *loop_, std::make_unique<ShoutProtocol>(sender_log, absl::ZeroDuration()),
+      std::make_unique<ShoutProtocol>(receiver_log, absl::ZeroDuration()));
+  loop_->RunUntilIdle();
+  b->PauseReading();
+  a->Write("unread\n");
+  loop_->RunUntilIdle();
+  ASSERT_EQ(a->GetWriteBufferSize(), 7u);
+  b->Close();
+  a->Close();  // Flushes first: must still complete.
+  loop_->RunUntilIdle();
+  EXPECT_THAT(receiver_log, ElementsAre("made", "lost:OK"));
+  EXPECT_THAT(sender_log, ElementsAre("made", "lost:UNAVAILABLE"));
+}
+
+TEST_F(MemoryTransportTest, ClosingWithDeliveredButUnreadBytesResetsTheSender) {
+  std::vector<std::string> sender_log;
+  std::vector<std::string> receiver_log;
+  auto [a, b] = ConnectInMemory(
+      *loop_, std::make_unique<ShoutProtocol>(sender_log, absl::ZeroDuration()),
+      std::make_unique<ShoutProtocol>(receiver_log, absl::ZeroDuration()));
+  loop_->RunUntilIdle();
+  a->Write("in flight\n");  // Handed to B, not yet delivered.
+  b->Close();
+  loop_->RunUntilIdle();
+  EXPECT_THAT(sender_log, ElementsAre("made", "lost:UNAVAILABLE"));
+}
+
 }  // namespace
 }  // namespace sluice

@@ -1,10 +1,12 @@
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "framework/future.h"
 #include "framework/protocol.h"
 #include "framework/transport.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "transports/socket_transport.h"
 
@@ -191,6 +194,100 @@ TEST_F(SendFileTest, PeerResetFailsTheSendFile) {
   absl::StatusOr<size_t> sent = Await(sending);
   EXPECT_EQ(sent.status().code(), absl::StatusCode::kUnavailable) << sent.status();
   ASSERT_TRUE(loop_->RunUntil([&] { return !events_.empty() && events_.back() == "lost:UNAVAILABLE"; }));
+  close(file);
+}
+
+// Calls SendFile from inside DataReceived, behind a write the peer does not
+// read, and checks that `data` is unchanged afterwards (the copy fallback
+// must not read the file into memory that DataReceived is lent).
+class SendsFileWhileParsing : public Protocol {
+ public:
+  SendsFileWhileParsing(Transport& transport, int file, std::string filler)
+      : transport_(transport), file_(file), filler_(std::move(filler)) {}
+  void DataReceived(std::string_view data) override {
+    const std::string before(data);
+    // A low mark above what stays buffered: the file is read at once.
+    EXPECT_TRUE(transport_.SetWriteBufferLimits(64 << 20, 32 << 20).ok());
+    transport_.Write(filler_);
+    EXPECT_GT(transport_.GetWriteBufferSize(), 0u);
+    sending_ = static_cast<SocketTransport&>(transport_).SendFile(file_);
+    intact_ = data == before;
+    received_ = true;
+  }
+  bool received() const { return received_; }
+  bool intact() const { return intact_; }
+  std::optional<Future<absl::StatusOr<size_t>>>& sending() { return sending_; }
+
+ private:
+  Transport& transport_;
+  const int file_;
+  const std::string filler_;
+  std::optional<Future<absl::StatusOr<size_t>>> sending_;
+  bool received_ = false;
+  bool intact_ = false;
+};
+
+TEST_F(SendFileTest, SendFileInsideDataReceivedLeavesTheDataIntact) {
+  const std::string contents = Pattern(1 << 20, 7);
+  int file = TempFile(contents);
+  const std::string filler = Pattern(8 << 20, 8);
+  auto owned = std::make_unique<SendsFileWhileParsing>(*transport_, file, filler);
+  SendsFileWhileParsing* protocol = owned.get();
+  std::unique_ptr<Protocol> recorder = transport_->SetProtocol(std::move(owned));
+  const std::string request = Pattern(4096, 9);
+  ASSERT_EQ(write(peer_, request.data(), request.size()),
+            static_cast<ssize_t>(request.size()));
+  ASSERT_TRUE(loop_->RunUntil([&] { return protocol->received(); }));
+  EXPECT_TRUE(protocol->intact());
+  StartReading();
+  ASSERT_TRUE(protocol->sending().has_value());
+  absl::StatusOr<size_t> sent = Await(*protocol->sending());
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  const std::string expected = filler + contents;
+  ASSERT_TRUE(loop_->RunUntil([&] { return received_.size() >= expected.size(); }));
+  EXPECT_TRUE(received_ == expected);
+  close(file);
+}
+
+TEST_F(SendFileTest, APipeIsRefusedClearly) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_EQ(write(fds[1], "abc", 3), 3);
+  absl::StatusOr<size_t> sent = Await(transport_->SendFile(fds[0]));
+  EXPECT_EQ(sent.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(sent.status().message()), ::testing::HasSubstr("regular file"));
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(SendFileUnixTest, APeerThatClosedIsAnErrorNotSigpipe) {
+  auto loop = EventLoop::Create().value();
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                       pair),
+            0);
+  std::vector<std::string> events;
+  SocketTransport& transport = SocketTransport::Create(
+      *loop, pair[0], std::make_unique<Recorder>(events));
+  loop->RunUntilIdle();
+  close(pair[1]);
+  std::string path = absl::StrCat(getenv("TEST_TMPDIR"), "/sendfile_XXXXXX");
+  int file = mkstemp(path.data());
+  ASSERT_GE(file, 0);
+  unlink(path.c_str());
+  const std::string contents = Pattern(1 << 20, 10);
+  ASSERT_EQ(write(file, contents.data(), contents.size()),
+            static_cast<ssize_t>(contents.size()));
+  // Default SIGPIPE action: the process would die here without the fix.
+  signal(SIGPIPE, SIG_DFL);
+  absl::StatusOr<size_t> sent = loop->RunUntilComplete(transport.SendFile(file));
+  EXPECT_EQ(sent.status().code(), absl::StatusCode::kUnavailable) << sent.status();
+  ASSERT_TRUE(loop->RunUntil(
+      [&] { return !events.empty() && events.back() == "lost:UNAVAILABLE"; }));
+  // No SIGPIPE is left pending for this thread either.
+  sigset_t pending;
+  sigpending(&pending);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0);
   close(file);
 }
 

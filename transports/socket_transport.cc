@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +27,9 @@ namespace {
 // iovecs per sendmsg; more chunks wait for the next writable event.
 constexpr size_t kMaxIovecs = 64;
 
+// SendFile's copy fallback reads the file in blocks of this size.
+constexpr size_t kFileBlock = 64 * 1024;
+
 bool WouldBlock(int error) {
   return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
 }
@@ -35,6 +40,36 @@ ssize_t SendVector(int fd, const iovec* iov, size_t count) {
   message.msg_iov = const_cast<iovec*>(iov);
   message.msg_iovlen = count;
   return sendmsg(fd, &message, MSG_NOSIGNAL);
+}
+
+// sendfile(2) has no MSG_NOSIGNAL: a send to a closed peer raises SIGPIPE,
+// whose default action ends the process. The signal is blocked in this
+// thread around the call and, if the call raised it, taken back before the
+// mask is restored (the technique of libcurl and OpenSSL's s_server).
+ssize_t SendFileWithoutSigpipe(int socket_fd, int file_fd, off_t* offset,
+                               size_t count) {
+  sigset_t sigpipe;
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &sigpipe, &previous);
+  const bool was_pending_already = [&] {
+    sigset_t pending;
+    sigpending(&pending);
+    return sigismember(&pending, SIGPIPE) == 1;
+  }();
+  ssize_t n = sendfile(socket_fd, file_fd, offset, count);
+  int error = errno;
+  if (n < 0 && error == EPIPE && !was_pending_already) {
+    const timespec no_wait{0, 0};
+    while (sigtimedwait(&sigpipe, nullptr, &no_wait) < 0 && errno == EINTR) {
+    }
+  }
+  if (!sigismember(&previous, SIGPIPE)) {
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  errno = error;
+  return n;
 }
 
 }  // namespace
@@ -130,8 +165,11 @@ void SocketTransport::HandleReadable() {
       return;
     }
     if (lent.empty()) {
-      FatalError(absl::InternalError(absl::StrCat(
-          "protocol GetBuffer() returned an empty buffer on ", Describe())));
+      // A protocol bug, like a callback that throws: reported, then fatal.
+      absl::Status empty = absl::InternalError(absl::StrCat(
+          "protocol GetBuffer() returned an empty buffer on ", Describe()));
+      loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
+      FatalError(empty);
       return;
     }
     into = lent.data();
@@ -228,7 +266,14 @@ Future<absl::StatusOr<size_t>> SocketTransport::SendFile(int file_fd,
     done.SetResult(absl::ErrnoToStatus(errno, "SendFile: fstat"));
     return done;
   }
-  if (offset < 0 || (S_ISREG(info.st_mode) && offset > info.st_size)) {
+  if (!S_ISREG(info.st_mode)) {
+    // Pipes and sockets have no offsets for sendfile(2) or pread to use.
+    done.SetResult(absl::InvalidArgumentError(absl::StrCat(
+        "SendFile needs a regular file; fd ", file_fd,
+        " is a pipe, socket or device (write its bytes instead)")));
+    return done;
+  }
+  if (offset < 0 || offset > info.st_size) {
     done.SetResult(absl::InvalidArgumentError(
         absl::StrCat("SendFile: offset ", offset, " is outside the file (",
                      static_cast<int64_t>(info.st_size), " bytes)")));
@@ -239,7 +284,8 @@ Future<absl::StatusOr<size_t>> SocketTransport::SendFile(int file_fd,
     done.SetResult(size_t{0});
     return done;
   }
-  file_send_ = FileSend{file_fd, offset, count, 0, buffer_.empty(), done};
+  file_send_ =
+      FileSend{file_fd, offset, count, 0, buffer_.empty(), done, nullptr};
   if (file_send_->native) {
     ContinueNativeFileSend();
   } else {
@@ -253,8 +299,9 @@ void SocketTransport::ContinueNativeFileSend() {
   FileSend& file = *file_send_;
   while (file.remaining > 0) {
     off_t offset = file.offset;
-    ssize_t n = sendfile(fd_, file.fd, &offset,
-                         std::min<size_t>(file.remaining, size_t{1} << 30));
+    ssize_t n = SendFileWithoutSigpipe(
+        fd_, file.fd, &offset,
+        std::min<size_t>(file.remaining, size_t{1} << 30));
     if (n > 0) {
       file.offset += n;
       file.remaining -= static_cast<size_t>(n);
@@ -270,7 +317,7 @@ void SocketTransport::ContinueNativeFileSend() {
     }
     if (file.sent == 0 &&
         (error == EINVAL || error == ENOSYS || error == EOPNOTSUPP)) {
-      // Not a file sendfile(2) can read (a pipe, say): copy it ourselves.
+      // A file system that sendfile(2) cannot read: copy it ourselves.
       file.native = false;
       FeedFile();
       UpdateInterest();
@@ -288,13 +335,15 @@ void SocketTransport::ContinueNativeFileSend() {
 }
 
 void SocketTransport::FeedFile() {
-  constexpr size_t kBlock = 64 * 1024;
   FileSend& file = *file_send_;
-  char* block = ThreadReceiveBuffer();
+  // Not the thread's receive buffer: SendFile may be called from inside a
+  // DataReceived that is still reading it.
+  if (file.block == nullptr) file.block = std::make_unique<char[]>(kFileBlock);
+  char* block = file.block.get();
   bool ended = false;
   while (file.remaining > 0 && buffer_.size() <= flow_.limits().low) {
     ssize_t n =
-        pread(file.fd, block, std::min(file.remaining, kBlock), file.offset);
+        pread(file.fd, block, std::min(file.remaining, kFileBlock), file.offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       FinishFileSend(absl::ErrnoToStatus(errno, "SendFile: read"));

@@ -46,17 +46,20 @@ class SocketTransport final : public Transport,
 
   ~SocketTransport() override;
 
-  // Sends `count` bytes of the file `file_fd` from `offset` (count 0: to
-  // the end of the file) and completes with the number of bytes sent
+  // Sends `count` bytes of the regular file `file_fd` from `offset` (count
+  // 0: to the end of the file) and completes with the number of bytes sent
   // (asyncio's loop.sendfile). With an empty write buffer the kernel copies
-  // the file to the socket itself (sendfile(2)); otherwise, or where
-  // sendfile(2) refuses the file, the file is read in 64 KiB blocks into
-  // the write buffer as it drains, under the same flow control as Write.
-  // Writes made meanwhile are sent after the file. `file_fd` must stay open
-  // until completion; its file offset is not used or moved.
+  // the file to the socket itself (sendfile(2), with SIGPIPE suppressed);
+  // otherwise, or where sendfile(2) refuses the file system, the file is
+  // read in 64 KiB blocks into the write buffer as it drains, under the same
+  // flow control as Write. Either way the file is read on the loop's thread
+  // (a cold page cache blocks the loop). Writes made meanwhile are sent
+  // after the file. `file_fd` must stay open until completion; its file
+  // offset is not used or moved. May be called from inside DataReceived.
   // kFailedPrecondition while closing or while another SendFile runs,
-  // kInvalidArgument for an offset past the end, and the connection's error
-  // if it is lost first.
+  // kInvalidArgument for a pipe, socket or device (they have no offsets)
+  // and for an offset past the end, and the connection's error if it is
+  // lost first.
   Future<absl::StatusOr<size_t>> SendFile(int file_fd, int64_t offset = 0,
                                           size_t count = 0);
 
@@ -143,6 +146,8 @@ class SocketTransport final : public Transport,
     size_t sent;
     bool native;
     Future<absl::StatusOr<size_t>> done;
+    // The copy fallback's read buffer, allocated when first needed.
+    std::unique_ptr<char[]> block;
   };
   std::optional<FileSend> file_send_;
   // Writes made while a SendFile runs; they follow the file.

@@ -53,4 +53,8 @@ size_t LimitOverrunConsumed(const absl::Status& status) {
   return value;
 }
 
+absl::Status InvalidLimitError() {
+  return absl::InvalidArgumentError("the stream limit must be positive");
+}
+
 }  // namespace sluice

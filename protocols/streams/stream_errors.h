@@ -26,6 +26,9 @@ absl::Status LimitOverrunError(std::string_view message, size_t consumed);
 bool IsLimitOverrun(const absl::Status& status);
 size_t LimitOverrunConsumed(const absl::Status& status);
 
+// A reader limit of 0: kInvalidArgument (asyncio's ValueError).
+absl::Status InvalidLimitError();
+
 }  // namespace sluice
 
 #endif  // SLUICE_PROTOCOLS_STREAMS_STREAM_ERRORS_H_

@@ -69,6 +69,10 @@ absl::StatusOr<std::string> ReadRequest::Take(StreamState& state) {
 
 absl::StatusOr<std::string> ReadRequest::TakeUntil(StreamState& state) {
   const bool line = kind_ == Kind::kLine;
+  // Data may have arrived between the wake-up and now: look again, so that
+  // an over-long line is dropped only up to its separator, as asyncio does
+  // with what is buffered when it looks.
+  if (found_ == std::string::npos) Ready(state);
   if (found_ != std::string::npos && found_ <= state.limit()) {
     return state.TakeFront(found_ + separator_.size());
   }
@@ -89,6 +93,15 @@ absl::StatusOr<std::string> ReadRequest::TakeUntil(StreamState& state) {
   std::string partial = state.TakeFront(state.buffered_size());
   if (line) return partial;
   return IncompleteReadError(partial, std::nullopt);
+}
+
+StreamState::StreamState(EventLoop& loop, size_t limit)
+    : loop_(loop),
+      limit_(limit),
+      data_waiter_(loop),
+      drain_waiters_(loop),
+      closed_(loop) {
+  if (limit_ == 0) exception_ = InvalidLimitError();
 }
 
 void StreamState::Consume(size_t n) {

@@ -61,9 +61,9 @@ class ReadRequest {
 
 class StreamState {
  public:
-  StreamState(EventLoop& loop, size_t limit)
-      : loop_(loop), limit_(limit), data_waiter_(loop), drain_waiters_(loop),
-        closed_(loop) {}
+  // A `limit` of 0 fails every read with kInvalidArgument (asyncio refuses
+  // it with ValueError).
+  StreamState(EventLoop& loop, size_t limit);
 
   EventLoop& loop() const { return loop_; }
   size_t limit() const { return limit_; }

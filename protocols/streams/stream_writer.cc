@@ -48,37 +48,36 @@ StreamWriter::DrainAwaiter StreamWriter::Drain() const {
 }
 
 bool StreamWriter::DrainAwaiter::await_ready() {
+  // asyncio's drain(): the reader's error first; a closing transport yields
+  // once so that a ConnectionLost already queued runs first (bpo-25441:
+  // otherwise `Write(); co_await Drain();` loops forever); then the loss,
+  // then the pause.
   if (!state_->exception().ok()) {
     result_ = state_->exception();
     return true;
-  }
-  Transport* transport = state_->transport();
-  if (transport != nullptr && transport->IsClosing()) {
-    // Yield once, so that a ConnectionLost already scheduled runs first
-    // (bpo-25441: otherwise `Write(); co_await Drain();` loops forever).
-    yield_ = true;
-    return false;
   }
   if (state_->connection_lost()) {
     result_ = state_->LostError();
     return true;
   }
-  if (!state_->write_paused()) {
-    result_ = absl::OkStatus();
-    return true;
+  if (state_->write_paused()) return false;  // Until resumed or lost.
+  Transport* transport = state_->transport();
+  if (transport != nullptr && transport->IsClosing()) {
+    yield_ = true;
+    return false;
   }
-  return false;  // Paused: wait for ResumeWriting or the loss.
+  result_ = absl::OkStatus();
+  return true;
 }
 
 absl::Status StreamWriter::DrainAwaiter::await_resume() {
   if (yield_once_.has_value()) {
     absl::Status yielded = yield_once_->await_resume();
     if (!yielded.ok()) return yielded;
-    if (!state_->connection_lost()) {
-      return absl::FailedPreconditionError(
-          "the connection is closing: nothing more can be written");
-    }
-    return state_->LostError();
+    if (!state_->exception().ok()) return state_->exception();
+    if (state_->connection_lost()) return state_->LostError();
+    // Still flushing and below the mark: nothing to wait for (asyncio).
+    return absl::OkStatus();
   }
   if (resumed_.has_value()) return resumed_->await_resume();
   return result_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "framework/future.h"
+#include "protocols/streams/stream_errors.h"
 
 namespace sluice {
 
@@ -51,6 +52,7 @@ namespace {
 Task<absl::StatusOr<StreamPair>> Open(EventLoop& loop, bool unix_socket,
                                       std::string target, uint16_t port,
                                       StreamOptions options) {
+  if (options.limit == 0) co_return InvalidLimitError();
   auto factory = [&loop, limit = options.limit] {
     return std::make_unique<StreamReaderProtocol>(loop, limit);
   };
@@ -64,6 +66,10 @@ Task<absl::StatusOr<StreamPair>> Open(EventLoop& loop, bool unix_socket,
   }
   if (!connection.ok()) co_return connection.status();
   co_return static_cast<StreamReaderProtocol*>(connection->protocol)->streams();
+}
+
+Task<absl::StatusOr<std::unique_ptr<Server>>> Refuse(absl::Status error) {
+  co_return error;
 }
 
 ProtocolFactory ServerFactory(EventLoop& loop, ClientConnectedCallback callback,
@@ -91,6 +97,7 @@ Task<absl::StatusOr<StreamPair>> OpenUnixConnection(EventLoop& loop,
 Task<absl::StatusOr<std::unique_ptr<Server>>> StartServer(
     EventLoop& loop, ClientConnectedCallback on_connected, std::string host,
     uint16_t port, StreamOptions options) {
+  if (options.limit == 0) return Refuse(InvalidLimitError());
   return CreateServer(loop,
                       ServerFactory(loop, std::move(on_connected), options.limit),
                       std::move(host), port, options.server);
@@ -99,6 +106,7 @@ Task<absl::StatusOr<std::unique_ptr<Server>>> StartServer(
 absl::StatusOr<std::unique_ptr<Server>> StartUnixServer(
     EventLoop& loop, ClientConnectedCallback on_connected, std::string path,
     StreamOptions options) {
+  if (options.limit == 0) return InvalidLimitError();
   return CreateUnixServer(
       loop, ServerFactory(loop, std::move(on_connected), options.limit),
       std::move(path), options.server);

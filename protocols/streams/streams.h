@@ -42,7 +42,8 @@ using ClientConnectedCallback =
     absl::AnyInvocable<Task<absl::Status>(StreamReader, StreamWriter)>;
 
 struct StreamOptions {
-  // The reader's buffer limit (see StreamReader).
+  // The reader's buffer limit (see StreamReader); must be positive:
+  // OpenConnection and StartServer refuse 0 with kInvalidArgument.
   size_t limit = 64 * 1024;
   ConnectOptions connect = {};
   ServerOptions server = {};

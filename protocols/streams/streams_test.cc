@@ -58,6 +58,15 @@ class StreamsTest : public ::testing::Test {
   std::unique_ptr<StreamWriter> writer_;
 };
 
+TEST_F(StreamsTest, AZeroLimitFailsEveryReadClearly) {
+  Connect(/*limit=*/0);
+  transport_->DeliverFromPeer("data\n");
+  absl::StatusOr<std::string> line = Run(reader_->ReadLine());
+  EXPECT_EQ(line.status().code(), absl::StatusCode::kInvalidArgument)
+      << line.status();
+  EXPECT_THAT(line.status().message(), HasSubstr("limit"));
+}
+
 // --- StreamWriter::Drain ---
 
 TEST_F(StreamsTest, DrainReturnsAtOnceWhenNotPaused) {
@@ -119,17 +128,45 @@ TEST_F(StreamsTest, ConnectionLossFailsPendingAndLaterDrains) {
             absl::StatusCode::kUnavailable);
 }
 
-TEST_F(StreamsTest, DrainAfterCloseYieldsThenFails) {
+TEST_F(StreamsTest, DrainAfterOurCloseIsOkWhileTheBufferIsBelowTheMark) {
+  // asyncio: a closing transport yields once; then, not lost and not paused,
+  // drain() returns.
   Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write("pending");
   writer_->Close();
-  writer_->Write("late");
-  absl::Status drained = Run(writer_->Drain());
-  EXPECT_FALSE(drained.ok());
-  EXPECT_TRUE(drained.code() == absl::StatusCode::kUnavailable ||
-              drained.code() == absl::StatusCode::kFailedPrecondition)
-      << drained;
-  // WaitClosed completes, OK for a clean close.
+  writer_->Write("late");  // Dropped (and reported once).
+  EXPECT_TRUE(Run(writer_->Drain()).ok());
+  transport_->SetPeerReading(true);
+  // WaitClosed completes, OK for a clean close; Drain then reports the end.
   EXPECT_TRUE(loop_->RunUntilComplete(writer_->WaitClosed()).ok());
+  EXPECT_EQ(transport_->TakeSent(), "pending");
+  absl::Status drained = Run(writer_->Drain());
+  EXPECT_EQ(drained.code(), absl::StatusCode::kUnavailable) << drained;
+}
+
+TEST_F(StreamsTest, DrainAfterThePeerResetReturnsTheConnectionError) {
+  Connect();
+  // The reset queues ConnectionLost; a Drain begun in the same iteration
+  // must report the reset, not "closing".
+  auto reset_then_drain = [this]() -> Task<absl::Status> {
+    transport_->ResetFromPeer(absl::UnavailableError("reset by peer"));
+    co_return co_await writer_->Drain();
+  };
+  absl::Status drained = Run(reset_then_drain());
+  EXPECT_EQ(drained.code(), absl::StatusCode::kUnavailable) << drained;
+  EXPECT_THAT(drained.message(), HasSubstr("reset by peer"));
+}
+
+TEST_F(StreamsTest, DrainAfterACleanCloseReportsTheLoss) {
+  Connect();
+  auto close_then_drain = [this]() -> Task<absl::Status> {
+    writer_->Close();  // Nothing buffered: ConnectionLost(OK) is queued.
+    co_return co_await writer_->Drain();
+  };
+  absl::Status drained = Run(close_then_drain());
+  EXPECT_EQ(drained.code(), absl::StatusCode::kUnavailable) << drained;
+  EXPECT_THAT(drained.message(), HasSubstr("connection closed"));
 }
 
 TEST_F(StreamsTest, DrainCanBeCancelled) {
@@ -225,6 +262,23 @@ TEST_F(StreamsTest, ReadLineDropsAnOverlongLineAndKeepsTheNext) {
   absl::StatusOr<std::string> over = Run(reader_->ReadLine());
   EXPECT_TRUE(IsLimitOverrun(over.status())) << over.status();
   EXPECT_EQ(*Run(reader_->ReadLine()), "ok\n");
+}
+
+TEST_F(StreamsTest, ReadLineDropsOnlyTheOverlongLineOfChunksThatCameTogether) {
+  Connect(/*limit=*/16);
+  Future<absl::StatusOr<std::string>> first = Spawn(*loop_, reader_->ReadLine());
+  loop_->RunUntilIdle();
+  // Two chunks in one iteration: the waiting read is woken by the first
+  // (the limit is passed, not 2 x limit), and the second arrives before it
+  // resumes.
+  transport_->DeliverFromPeer(std::string(20, 'a'));
+  transport_->DeliverFromPeer("aaaa\nnext\n");
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(first.IsDone());
+  EXPECT_TRUE(IsLimitOverrun(first.Result().status())) << first.Result().status();
+  absl::StatusOr<std::string> second = Run(reader_->ReadLine());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, "next\n");
 }
 
 TEST_F(StreamsTest, ReadLineReturnsThePartialLineAtEof) {
@@ -538,6 +592,24 @@ TEST(StreamsOverTcpTest, TheReaderPausesAndResumesALiveTransport) {
   accepted->writer.Close();
   loop->RunUntilIdle();
   watchdog.Cancel();
+}
+
+TEST(StreamsOverTcpTest, AZeroLimitIsRefused) {
+  auto loop = EventLoop::Create().value();
+  auto echo = [](StreamReader, StreamWriter) -> Task<absl::Status> {
+    co_return absl::OkStatus();
+  };
+  absl::StatusOr<std::unique_ptr<Server>> server = loop->RunUntilComplete(
+      StartServer(*loop, echo, "127.0.0.1", 0, StreamOptions{.limit = 0}));
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<StreamPair> client = loop->RunUntilComplete(
+      OpenConnection(*loop, "127.0.0.1", 1, StreamOptions{.limit = 0}));
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StartUnixServer(*loop, echo, "/tmp/unused",
+                            StreamOptions{.limit = 0})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(StreamsOverTcpTest, AFailingCallbackIsReportedAndClosesTheConnection) {
