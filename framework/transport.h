@@ -21,6 +21,19 @@ struct WriteBufferLimits {
   size_t high;
 };
 
+// Why a transport is not reading. The reasons are independent (Envoy's
+// counted readDisable, Twisted's producer membrane): a transport reads only
+// while none is set, so the streams reader's limit and an application that
+// pauses and resumes never undo each other.
+enum class ReadPause : uint32_t {
+  // PauseReading() / ResumeReading(): the application.
+  kApplication = 1u << 0,
+  // The streams adapter: more than 2 x limit bytes buffered, unread.
+  kStreamReader = 1u << 1,
+  // A layer stacked above this transport (TLS) that has stopped reading.
+  kUpperLayer = 1u << 2,
+};
+
 // What every transport offers (asyncio.BaseTransport plus its write-side
 // flow control). Loop-affine. The loop owns live transports: a transport
 // stays valid until its protocol's ConnectionLost has returned and is
@@ -76,15 +89,31 @@ class Transport : public BaseTransport {
   virtual void WriteEof() = 0;
   virtual bool CanWriteEof() const = 0;
 
-  // Stops (resumes) calling DataReceived. Idempotent; ignored while
-  // closing.
-  virtual void PauseReading() = 0;
-  virtual void ResumeReading() = 0;
+  // Stops (resumes) calling DataReceived for `reason`; reading goes on only
+  // once no reason is left. Idempotent per reason; ignored while closing.
+  // While paused no data reaches the protocol, including bytes the
+  // transport already holds (asyncio's pause_reading).
+  virtual void PauseReadingFor(ReadPause reason) = 0;
+  virtual void ResumeReadingFor(ReadPause reason) = 0;
+  // The application's reason (asyncio's pause_reading / resume_reading).
+  void PauseReading() { PauseReadingFor(ReadPause::kApplication); }
+  void ResumeReading() { ResumeReadingFor(ReadPause::kApplication); }
+  // Whether the transport delivers data: not closing, no pause reason set.
   virtual bool IsReading() const = 0;
+
+  // Whether the protocol is between PauseWriting and ResumeWriting.
+  virtual bool IsWritingPaused() const = 0;
 
   // Hands the connection to another protocol (asyncio's set_protocol, used
   // by StartTls); returns the previous one. The new protocol gets no
-  // ConnectionMade.
+  // ConnectionMade. If the transport is paused for writing, the new
+  // protocol's PauseWriting runs before this returns, so that Pause and
+  // Resume alternate for it from the start (cpython#109051); the previous
+  // protocol hears nothing more. The transport never touches the returned
+  // protocol again: the caller may destroy it at once, even from inside one
+  // of that protocol's callbacks (provided that callback touches nothing of
+  // itself afterwards). A null protocol is refused: reported to the loop,
+  // nothing changes, and null is returned.
   virtual std::unique_ptr<Protocol> SetProtocol(
       std::unique_ptr<Protocol> protocol) = 0;
   virtual Protocol& GetProtocol() const = 0;

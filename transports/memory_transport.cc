@@ -245,14 +245,13 @@ void MemoryTransport::CallConnectionLost(const absl::Status& status) {
   loop_.Release(this);
 }
 
-void MemoryTransport::PauseReading() {
-  if (closing_ || !reading_) return;
-  reading_ = false;
+void MemoryTransport::PauseReadingFor(ReadPause reason) {
+  if (closing_) return;
+  read_pauses_.Add(reason);
 }
 
-void MemoryTransport::ResumeReading() {
-  if (closing_ || reading_) return;
-  reading_ = true;
+void MemoryTransport::ResumeReadingFor(ReadPause reason) {
+  if (closing_ || !read_pauses_.Remove(reason)) return;
   ScheduleDelivery();
   // The other end's writes were held back while this side did not read.
   if (linked_peer_ != nullptr) linked_peer_->ScheduleFlush();
@@ -265,8 +264,8 @@ absl::Status MemoryTransport::SetWriteBufferLimits(std::optional<size_t> high,
 
 std::unique_ptr<Protocol> MemoryTransport::SetProtocol(
     std::unique_ptr<Protocol> protocol) {
-  std::swap(protocol_, protocol);
-  return protocol;
+  return SwapProtocol(loop_, protocol_, std::move(protocol), flow_.paused(),
+                      [] { return std::string("memory transport"); });
 }
 
 std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(

@@ -16,6 +16,7 @@
 #include "framework/event_loop.h"
 #include "framework/flow_control.h"
 #include "framework/protocol.h"
+#include "framework/read_pauses.h"
 #include "framework/socket_address.h"
 #include "framework/transport.h"
 #include "framework/write_buffer.h"
@@ -111,9 +112,12 @@ class MemoryTransport final : public Transport, public LoopOwned {
   void Writev(std::span<const std::string_view> buffers) override;
   void WriteEof() override;
   bool CanWriteEof() const override { return true; }
-  void PauseReading() override;
-  void ResumeReading() override;
-  bool IsReading() const override { return reading_ && !closing_; }
+  void PauseReadingFor(ReadPause reason) override;
+  void ResumeReadingFor(ReadPause reason) override;
+  bool IsReading() const override {
+    return read_pauses_.empty() && !closing_ && !eof_delivered_;
+  }
+  bool IsWritingPaused() const override { return flow_.paused(); }
   std::unique_ptr<Protocol> SetProtocol(
       std::unique_ptr<Protocol> protocol) override;
   Protocol& GetProtocol() const override { return *protocol_; }
@@ -163,7 +167,7 @@ class MemoryTransport final : public Transport, public LoopOwned {
   Handle flush_;
   bool delivery_scheduled_ = false;
   bool flush_scheduled_ = false;
-  bool reading_ = true;
+  ReadPauses read_pauses_;
   bool read_started_ = false;
   bool closing_ = false;
   bool eof_requested_ = false;

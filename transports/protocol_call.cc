@@ -26,6 +26,28 @@ absl::Status CallProtocol(EventLoop& loop, const char* what,
   return error;
 }
 
+std::unique_ptr<Protocol> SwapProtocol(EventLoop& loop,
+                                       std::unique_ptr<Protocol>& current,
+                                       std::unique_ptr<Protocol> next,
+                                       bool write_paused,
+                                       absl::FunctionRef<std::string()> where) {
+  if (next == nullptr) {
+    loop.ReportError(LoopError{
+        "SetProtocol refused",
+        absl::InvalidArgumentError(absl::StrCat(
+            "SetProtocol(nullptr) on ", where(), ": the protocol is kept"))});
+    return nullptr;
+  }
+  std::swap(current, next);
+  if (write_paused) {
+    // Failures of PauseWriting are only reported, as FlowControl's are.
+    CallProtocol(loop, "protocol PauseWriting() failed", where,
+                 [&] { current->PauseWriting(); })
+        .IgnoreError();
+  }
+  return next;
+}
+
 char* ThreadReceiveBuffer() {
   thread_local std::unique_ptr<char[]> buffer(new char[kReceiveBufferSize]);
   return buffer.get();

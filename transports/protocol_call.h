@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "framework/event_loop.h"
+#include "framework/protocol.h"
 
 namespace sluice {
 
@@ -55,6 +56,15 @@ T& AdoptAndStart(EventLoop& loop, T* transport) {
   loop.CallSoon([transport] { transport->StartReading(); });
   return *transport;
 }
+
+// The common part of every stream transport's SetProtocol (see
+// Transport::SetProtocol): refuses null, and tells a new protocol that the
+// transport is paused for writing. Returns the previous protocol.
+std::unique_ptr<Protocol> SwapProtocol(EventLoop& loop,
+                                       std::unique_ptr<Protocol>& current,
+                                       std::unique_ptr<Protocol> next,
+                                       bool write_paused,
+                                       absl::FunctionRef<std::string()> where);
 
 // One receive buffer per thread, shared by the transports of the loop that
 // runs there: received data is only lent to a protocol for the duration of

@@ -134,7 +134,7 @@ void SocketTransport::StartReading() {
 void SocketTransport::UpdateInterest() {
   if (fd_ < 0) return;
   uint32_t wanted = kFdNone;
-  if (reading_ && read_started_ && !closing_ && !read_eof_) {
+  if (read_pauses_.empty() && read_started_ && !closing_ && !read_eof_) {
     wanted |= kFdReadable;
   }
   if (!buffer_.empty() || (file_send_.has_value() && file_send_->native)) {
@@ -155,7 +155,7 @@ void SocketTransport::OnFdReady(uint32_t ready) {
 }
 
 void SocketTransport::HandleReadable() {
-  if (!reading_ || closing_) return;  // Paused by an earlier callback.
+  if (!read_pauses_.empty() || closing_) return;  // Paused meanwhile.
   char* into;
   size_t capacity;
   if (buffered_ != nullptr) {
@@ -511,16 +511,14 @@ void SocketTransport::CallConnectionLost(const absl::Status& status) {
   loop_.Release(this);
 }
 
-void SocketTransport::PauseReading() {
-  if (closing_ || !reading_) return;
-  reading_ = false;
-  UpdateInterest();
+void SocketTransport::PauseReadingFor(ReadPause reason) {
+  if (closing_) return;
+  if (read_pauses_.Add(reason)) UpdateInterest();
 }
 
-void SocketTransport::ResumeReading() {
-  if (closing_ || reading_) return;
-  reading_ = true;
-  UpdateInterest();
+void SocketTransport::ResumeReadingFor(ReadPause reason) {
+  if (closing_) return;
+  if (read_pauses_.Remove(reason)) UpdateInterest();
 }
 
 absl::Status SocketTransport::SetWriteBufferLimits(std::optional<size_t> high,
@@ -530,9 +528,11 @@ absl::Status SocketTransport::SetWriteBufferLimits(std::optional<size_t> high,
 
 std::unique_ptr<Protocol> SocketTransport::SetProtocol(
     std::unique_ptr<Protocol> protocol) {
-  std::swap(protocol_, protocol);
+  std::unique_ptr<Protocol> previous =
+      SwapProtocol(loop_, protocol_, std::move(protocol), flow_.paused(),
+                   [this] { return Describe(); });
   buffered_ = protocol_->AsBufferedProtocol();
-  return protocol;
+  return previous;
 }
 
 }  // namespace sluice

@@ -15,6 +15,7 @@
 #include "framework/flow_control.h"
 #include "framework/future.h"
 #include "framework/protocol.h"
+#include "framework/read_pauses.h"
 #include "framework/socket_address.h"
 #include "framework/transport.h"
 #include "framework/write_buffer.h"
@@ -93,9 +94,12 @@ class SocketTransport final : public Transport,
   void Writev(std::span<const std::string_view> buffers) override;
   void WriteEof() override;
   bool CanWriteEof() const override { return true; }
-  void PauseReading() override;
-  void ResumeReading() override;
-  bool IsReading() const override { return reading_ && !closing_; }
+  void PauseReadingFor(ReadPause reason) override;
+  void ResumeReadingFor(ReadPause reason) override;
+  bool IsReading() const override {
+    return read_pauses_.empty() && !closing_ && !read_eof_;
+  }
+  bool IsWritingPaused() const override { return flow_.paused(); }
   std::unique_ptr<Protocol> SetProtocol(
       std::unique_ptr<Protocol> protocol) override;
   Protocol& GetProtocol() const override { return *protocol_; }
@@ -153,7 +157,7 @@ class SocketTransport final : public Transport,
   // Writes made while a SendFile runs; they follow the file.
   WriteBuffer after_file_;
   uint32_t interest_ = kFdNone;
-  bool reading_ = true;            // Not paused by the protocol.
+  ReadPauses read_pauses_;
   bool read_started_ = false;      // ConnectionMade has run.
   bool read_eof_ = false;          // The peer's EOF was seen.
   bool closing_ = false;           // Close, Abort or a fatal error.

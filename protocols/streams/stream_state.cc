@@ -142,7 +142,7 @@ void StreamState::MaybeResumeReading() {
 void StreamState::ResumeReadingIfPaused() {
   if (reading_paused_ && transport_ != nullptr) {
     reading_paused_ = false;
-    transport_->ResumeReading();
+    transport_->ResumeReadingFor(ReadPause::kStreamReader);
   }
 }
 
@@ -175,7 +175,7 @@ void StreamState::MaybePauseReading() {
   if (transport_ != nullptr && !reading_paused_ &&
       buffered_size() > 2 * limit_) {
     reading_paused_ = true;
-    transport_->PauseReading();
+    transport_->PauseReadingFor(ReadPause::kStreamReader);
   }
 }
 
@@ -205,6 +205,19 @@ void StreamState::ConnectionLost(const absl::Status& status) {
   }
   drain_waiters_.WakeAll(LostError());
   closed_.SetResult(status);
+}
+
+void StreamState::Detach() {
+  if (connection_lost_ || transport_ == nullptr) return;
+  const absl::Status replaced = absl::FailedPreconditionError(
+      "the stream's protocol was replaced: the transport belongs to another "
+      "protocol now");
+  transport_ = nullptr;
+  connection_lost_ = true;
+  lost_status_ = replaced;
+  SetException(replaced);
+  drain_waiters_.WakeAll(replaced);
+  closed_.SetResult(replaced);
 }
 
 }  // namespace sluice::streams_internal

@@ -114,6 +114,10 @@ class StreamState {
   void PauseWriting() { write_paused_ = true; }
   void ResumeWriting();
   void ConnectionLost(const absl::Status& status);
+  // The protocol is destroyed. If that happens before ConnectionLost (it
+  // was replaced with SetProtocol), the state lets go of the transport and
+  // fails what waits, and everything later, with kFailedPrecondition.
+  void Detach();
 
  private:
   bool ReaderWaits() const { return reader_ != nullptr && !data_waiter_.empty(); }

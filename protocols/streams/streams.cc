@@ -17,6 +17,8 @@ StreamReaderProtocol::StreamReaderProtocol(
     : state_(std::make_shared<streams_internal::StreamState>(loop, limit)),
       on_connected_(std::move(on_connected)) {}
 
+StreamReaderProtocol::~StreamReaderProtocol() { state_->Detach(); }
+
 void StreamReaderProtocol::ConnectionMade(Transport& transport) {
   state_->ConnectionMade(transport);
   if (on_connected_ == nullptr) return;

@@ -59,6 +59,12 @@ class StreamReaderProtocol final : public Protocol {
   StreamReaderProtocol(EventLoop& loop, size_t limit,
                        std::shared_ptr<ClientConnectedCallback> on_connected);
 
+  // The streams stop using the transport: once this protocol is replaced
+  // (SetProtocol) and destroyed, reads, writes and drains fail with
+  // kFailedPrecondition instead of reaching a transport they no longer
+  // belong to.
+  ~StreamReaderProtocol() override;
+
   StreamPair streams() const {
     return StreamPair{StreamReader(state_), StreamWriter(state_)};
   }

@@ -346,6 +346,27 @@ TEST_F(StreamsTest, ReaderPausesTheTransportAboveTwiceTheLimit) {
   EXPECT_TRUE(transport_->IsReading());  // 1000 left.
 }
 
+TEST_F(StreamsTest, AnApplicationResumeDoesNotUndoTheReadersPause) {
+  constexpr size_t kLimit = 1000;
+  Connect(kLimit);
+  transport_->DeliverFromPeer(std::string(2 * kLimit + 1, 'a'));
+  loop_->RunUntilIdle();
+  ASSERT_FALSE(transport_->IsReading());
+  // The echo pattern: resume reading on ResumeWriting. The reader's limit
+  // still holds, and the buffer stops growing.
+  transport_->ResumeReading();
+  EXPECT_FALSE(transport_->IsReading());
+  transport_->DeliverFromPeer(std::string(10 * kLimit, 'b'));
+  loop_->RunUntilIdle();
+  EXPECT_EQ(reader_->BufferedSize(), 2 * kLimit + 1);
+  // An application pause is not undone by the reader either.
+  transport_->PauseReading();
+  EXPECT_EQ(Run(reader_->ReadExactly(2 * kLimit)).value().size(), 2 * kLimit);
+  EXPECT_FALSE(transport_->IsReading());
+  transport_->ResumeReading();
+  EXPECT_TRUE(transport_->IsReading());
+}
+
 TEST_F(StreamsTest, AReadLargerThanTheBufferResumesAPausedTransport) {
   constexpr size_t kLimit = 100;
   Connect(kLimit);
@@ -485,6 +506,32 @@ TEST_F(StreamsTest, AReaderMayReplaceTheProtocolAndDropTheStreams) {
   ASSERT_TRUE(done.IsDone());
   EXPECT_TRUE(done.Result().ok());
   EXPECT_EQ(got, "x");
+}
+
+TEST_F(StreamsTest, StreamsOfAReplacedProtocolFailInsteadOfReachingTheTransport) {
+  Connect();
+  transport_->SetPeerReading(false);
+  writer_->Write(std::string(100 * 1024, 'x'));  // Paused.
+  Future<absl::Status> draining = Spawn(*loop_, writer_->Drain());
+  Future<absl::StatusOr<std::string>> reading = Spawn(*loop_, reader_->Read(10));
+  loop_->RunUntilIdle();
+  // The protocol is replaced and destroyed; the streams outlive it.
+  transport_->SetProtocol(std::make_unique<Protocol>());
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(draining.IsDone());
+  EXPECT_EQ(draining.Result().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(reading.IsDone());
+  EXPECT_EQ(reading.Result().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(writer_->transport(), nullptr);
+  transport_->Abort();
+  loop_->RunUntilIdle();  // The transport is gone now.
+  writer_->Write("into the void");  // No use of the dead transport.
+  writer_->Close();
+  EXPECT_TRUE(writer_->IsClosing());
+  absl::Status drained = Run(writer_->Drain());
+  EXPECT_EQ(drained.code(), absl::StatusCode::kFailedPrecondition) << drained;
+  EXPECT_THAT(drained.message(), HasSubstr("replaced"));
 }
 
 // --- Over real sockets: OpenConnection and StartServer ---

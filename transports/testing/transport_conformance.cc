@@ -40,7 +40,8 @@ void Record::Note(std::string_view callback) {
   if (!call.empty()) {
     const bool allowed = callback == "PauseWriting" &&
                          (call == "Write" || call == "Writev" ||
-                          call == "SetWriteBufferLimits");
+                          call == "SetWriteBufferLimits" ||
+                          call == "SetProtocol");
     if (!allowed) {
       violations.push_back(
           absl::StrCat(name, " ran synchronously inside Transport::", call));
@@ -862,6 +863,34 @@ TEST_P(TransportConformanceTest, PauseReadingHoldsDataUntilResumeReading) {
   EXPECT_THAT(record_.events, ElementsAre("made", "data", "lost:OK"));
 }
 
+TEST_P(TransportConformanceTest, ReadPauseReasonsDoNotUndoEachOther) {
+  ASSERT_TRUE(Connect());
+  Transport& t = transport();
+  {
+    InCall call(*this, "PauseReadingFor");
+    t.PauseReadingFor(ReadPause::kStreamReader);
+    t.PauseReading();
+    // The application resumes: the reader's reason still holds.
+    t.ResumeReading();
+  }
+  EXPECT_FALSE(t.IsReading());
+  peer_->Write("abc");
+  ASSERT_TRUE(WaitFor([&] { return peer_->AllWritesDelivered(); },
+                      "the bytes to reach the transport", /*poll=*/true));
+  for (int i = 0; i < 3; ++i) loop_->RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(record_.data, "");
+  {
+    InCall call(*this, "ResumeReadingFor");
+    t.ResumeReadingFor(ReadPause::kUpperLayer);  // Never set: no effect.
+    EXPECT_FALSE(t.IsReading());
+    t.ResumeReadingFor(ReadPause::kStreamReader);
+  }
+  EXPECT_TRUE(t.IsReading());
+  ASSERT_TRUE(WaitFor([&] { return record_.data == "abc"; }, "the data"));
+  t.Close();
+  ASSERT_TRUE(WaitForLost());
+}
+
 TEST_P(TransportConformanceTest, PauseReadingInsideConnectionMadeHoldsData) {
   record_.on_made = [](Transport& t) { t.PauseReading(); };
   ASSERT_TRUE(StartConnect(std::make_unique<RecordingProtocol>(record_)));
@@ -1120,6 +1149,96 @@ TEST_P(TransportConformanceTest, SetProtocolHandsTheConnectionOver) {
   EXPECT_TRUE(SameBytes(second_record_.data, payload));
   EXPECT_THAT(second_record_.events, ElementsAre("data", "eof", "lost:OK"));
   EXPECT_THAT(record_.events, ElementsAre("made"));
+}
+
+TEST_P(TransportConformanceTest, SetProtocolWhilePausedPausesTheNewProtocol) {
+  ASSERT_TRUE(Connect());
+  Transport& t = transport();
+  peer_->StopReading();
+  ASSERT_TRUE(FillUntil([&] { return record_.paused; }));
+  ASSERT_TRUE(t.IsWritingPaused());
+  second_record_.expect_connection_made = false;
+  second_record_.transport = &t;
+  std::unique_ptr<Protocol> previous;
+  {
+    InCall call(*this, "SetProtocol");
+    previous = t.SetProtocol(std::make_unique<RecordingProtocol>(second_record_));
+  }
+  // The new protocol learnt of the pause before SetProtocol returned.
+  EXPECT_THAT(second_record_.events, ElementsAre("pause"));
+  record_.transport = nullptr;
+  previous.reset();  // The transport never touches it again.
+  peer_->StartReading();
+  ASSERT_TRUE(WaitFor([&] { return !second_record_.paused; }, "ResumeWriting"));
+  EXPECT_THAT(second_record_.events, ElementsAre("pause", "resume"));
+  EXPECT_THAT(record_.events, ElementsAre("made", "pause"));
+  ASSERT_TRUE(WaitFor([&] { return peer_->received().size() >= sent_.size(); },
+                      "every byte at the peer"));
+  EXPECT_TRUE(SameBytes(peer_->received(), sent_));
+  t.Close();
+  ASSERT_TRUE(WaitForLost(second_record_));
+}
+
+// Swaps protocols from inside the first DataReceived and destroys itself
+// there, as a protocol upgrade (STARTTLS, HTTP Upgrade) does.
+class SwapsItselfOut final : public Protocol {
+ public:
+  SwapsItselfOut(Record& record, Record& next) : record_(record), next_(next) {}
+  void ConnectionMade(Transport& transport) override {
+    record_.Made(transport);
+    transport_ = &transport;
+  }
+  void DataReceived(std::string_view data) override {
+    record_.Data(data);
+    Record& next = next_;
+    next.expect_connection_made = false;
+    next.transport = transport_;
+    record_.transport = nullptr;
+    // Destroys this object: nothing of it is touched afterwards.
+    transport_->SetProtocol(std::make_unique<RecordingProtocol>(next));
+  }
+  void ConnectionLost(const absl::Status& status) override {
+    record_.Lost(status);
+  }
+
+ private:
+  Record& record_;
+  Record& next_;
+  Transport* transport_ = nullptr;
+};
+
+TEST_P(TransportConformanceTest, AProtocolMaySwapItselfOutInsideDataReceived) {
+  ASSERT_TRUE(Connect(std::make_unique<SwapsItselfOut>(record_, second_record_),
+                      record_));
+  peer_->Write("upgrade");
+  ASSERT_TRUE(WaitFor([&] { return !record_.data.empty(); }, "the first bytes"));
+  const std::string rest = Pattern(64 * kKiB);
+  peer_->Write(rest);
+  peer_->ShutdownWrite();
+  ASSERT_TRUE(WaitForLost(second_record_));
+  // Every byte arrived exactly once, in order, across the two protocols.
+  EXPECT_TRUE(SameBytes(record_.data + second_record_.data, "upgrade" + rest));
+  EXPECT_THAT(second_record_.events, ElementsAre("data", "eof", "lost:OK"));
+}
+
+TEST_P(TransportConformanceTest, SetProtocolNullIsRefusedAndReported) {
+  ASSERT_TRUE(Connect());
+  Transport& t = transport();
+  Protocol& current = t.GetProtocol();
+  std::unique_ptr<Protocol> returned;
+  {
+    InCall call(*this, "SetProtocol");
+    returned = t.SetProtocol(nullptr);
+  }
+  EXPECT_EQ(returned, nullptr);
+  EXPECT_EQ(&t.GetProtocol(), &current);
+  std::vector<LoopError> errors = TakeErrors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].status.code(), absl::StatusCode::kInvalidArgument);
+  peer_->Write("still here");
+  ASSERT_TRUE(WaitFor([&] { return record_.data == "still here"; }, "data"));
+  t.Close();
+  ASSERT_TRUE(WaitForLost());
 }
 
 }  // namespace
