@@ -216,16 +216,20 @@ absl::StatusOr<std::unique_ptr<Server>> CreateUnixServer(
   struct stat info;
   if (path[0] != '@' && stat(path.c_str(), &info) == 0 &&
       S_ISSOCK(info.st_mode)) {
-    // A socket file: stale unless a server still answers on it.
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live =
-        probe >= 0 && connect(probe, address->data(), address->length()) == 0;
-    if (probe >= 0) close(probe);
-    if (live) {
+    // A socket file: stale only if nothing listens there (ECONNREFUSED).
+    // The probe does not block: a live server with a full backlog answers
+    // EAGAIN at once.
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe < 0) return SocketError(errno, "socket for", "unix:" + path);
+    const int probed =
+        connect(probe, address->data(), address->length()) == 0 ? 0 : errno;
+    close(probe);
+    if (probed == 0 || probed == EAGAIN || probed == EINPROGRESS) {
       return absl::AlreadyExistsError(
           absl::StrCat("a server is already listening on unix:", path));
     }
-    unlink(path.c_str());
+    // Otherwise (EACCES, say) the file stays, and bind reports the problem.
+    if (probed == ECONNREFUSED) unlink(path.c_str());
   }
   std::unique_ptr<Server> server(new Server(loop, std::move(factory), options));
   absl::Status listening = server->Listen(*address);

@@ -338,6 +338,38 @@ TEST_F(ServerTest, UnixServerReplacesAStaleSocketFileAndRemovesItsOwn) {
   rmdir(dir);
 }
 
+TEST_F(ServerTest, UnixProbeOfALiveServerWithAFullBacklogDoesNotBlock) {
+  char dir[] = "/tmp/sluice_test_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = absl::StrCat(dir, "/busy.sock");
+  auto address = SocketAddress::FromUnixPath(path);
+  // A live listener that accepts nothing: its backlog fills up, and a
+  // blocking connect to it would wait for ever.
+  int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(bind(listener, address->data(), address->length()), 0);
+  ASSERT_EQ(listen(listener, 0), 0);
+  std::vector<int> queued;
+  for (int i = 0; i < 64; ++i) {
+    int client = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (connect(client, address->data(), address->length()) != 0) {
+      EXPECT_EQ(errno, EAGAIN);
+      close(client);
+      break;
+    }
+    queued.push_back(client);
+  }
+  ASSERT_LT(queued.size(), 64u) << "the backlog never filled";
+  auto second = CreateUnixServer(*loop_, EchoFactory(), path);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists)
+      << second.status();
+  struct stat info;
+  EXPECT_EQ(stat(path.c_str(), &info), 0);  // Not unlinked.
+  for (int fd : queued) close(fd);
+  close(listener);
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
 TEST_F(ServerTest, AThousandConcurrentConnectionsEcho) {
   rlimit limit;
   getrlimit(RLIMIT_NOFILE, &limit);
