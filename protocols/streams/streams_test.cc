@@ -137,10 +137,13 @@ TEST_F(StreamsTest, DrainAfterOurCloseIsOkWhileTheBufferIsBelowTheMark) {
   writer_->Close();
   writer_->Write("late");  // Dropped (and reported once).
   EXPECT_TRUE(Run(writer_->Drain()).ok());
+  EXPECT_EQ(transport_->sent(), "");
   transport_->SetPeerReading(true);
-  // WaitClosed completes, OK for a clean close; Drain then reports the end.
-  EXPECT_TRUE(loop_->RunUntilComplete(writer_->WaitClosed()).ok());
+  loop_->RunOnce(absl::ZeroDuration());  // The flush.
   EXPECT_EQ(transport_->TakeSent(), "pending");
+  // WaitClosed completes, OK for a clean close (the transport is gone
+  // then); Drain then reports the end.
+  EXPECT_TRUE(loop_->RunUntilComplete(writer_->WaitClosed()).ok());
   absl::Status drained = Run(writer_->Drain());
   EXPECT_EQ(drained.code(), absl::StatusCode::kUnavailable) << drained;
 }
