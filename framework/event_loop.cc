@@ -205,7 +205,17 @@ EventLoop::EventLoop(
       threadsafe_(std::move(threadsafe)) {}
 
 EventLoop::~EventLoop() {
-  // Workers first: they post into the loop.
+  // Closed to other threads first: from here on a post is refused rather
+  // than accepted and silently dropped.
+  std::vector<Callback> unrun;
+  {
+    std::lock_guard<std::mutex> lock(threadsafe_->mutex);
+    threadsafe_->closed = true;
+    unrun.swap(threadsafe_->callbacks);
+  }
+  // Outside the lock: a callback's destructor may post (and is refused).
+  unrun.clear();
+  // Then the workers: they post into the loop.
   executor_.reset();
   // Suspended coroutines first: their destructors cancel handles and unwatch
   // fds, which needs the rest of the loop intact. Everything is moved out
@@ -238,14 +248,6 @@ EventLoop::~EventLoop() {
     pthread_sigmask(SIG_UNBLOCK, &signals_->blocked_by_us_, nullptr);
     close(signals_->fd);
   }
-  std::vector<Callback> unrun;
-  {
-    std::lock_guard<std::mutex> lock(threadsafe_->mutex);
-    threadsafe_->closed = true;
-    unrun.swap(threadsafe_->callbacks);
-  }
-  // Outside the lock: a callback's destructor may post (and is refused).
-  unrun.clear();
   close(epoll_fd_);
 }
 

@@ -19,9 +19,11 @@ class BufferedProtocol;
 // The callbacks every protocol receives (asyncio.BaseProtocol).
 //
 // A transport calls them on its loop, never from inside a call the protocol
-// made into the transport, with one exception: PauseWriting may run inside
-// Transport::Write, when that write first lifts the buffer above the high
-// watermark. A callback that throws is reported to the loop's error handler
+// made into the transport, with these exceptions: PauseWriting may run
+// inside Transport::Write (or SetWriteBufferLimits), when that call first
+// lifts the buffer above the high watermark, and inside SetProtocol for the
+// protocol it installs; SetProtocol also calls the previous protocol's
+// ConnectionHandedOver. A callback that throws is reported to the loop's error handler
 // and aborts the connection with kInternal, except PauseWriting and
 // ResumeWriting, whose failures are only reported (as in asyncio).
 class BaseProtocol {
@@ -59,6 +61,12 @@ class Protocol : public BaseProtocol {
   // closes it.
   virtual bool EofReceived() { return false; }
 
+  // Transport::SetProtocol replaced this protocol: it gets no callback
+  // after this one, and must let go of the transport, which is valid
+  // during this call (and is the new protocol's now). Runs inside
+  // SetProtocol; the protocol may be destroyed as soon as it returns.
+  virtual void ConnectionHandedOver() {}
+
   // Non-null for protocols that receive into memory they lend.
   virtual BufferedProtocol* AsBufferedProtocol() { return nullptr; }
 };
@@ -85,7 +93,8 @@ class BufferedProtocol : public Protocol {
 class DatagramProtocol : public BaseProtocol {
  public:
   virtual void ConnectionMade(DatagramTransport& /*transport*/) {}
-  // One datagram; `data` is valid only during the call.
+  // One datagram; `data` is valid only during the call, lent like
+  // DataReceived's (see there).
   virtual void DatagramReceived(std::string_view /*data*/,
                                 const SocketAddress& /*from*/) {}
   // A send or receive failed without closing the endpoint, e.g. an ICMP

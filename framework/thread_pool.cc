@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
+
 namespace sluice {
 
 ThreadPool::~ThreadPool() {
@@ -39,8 +41,10 @@ void ThreadPool::Submit(absl::AnyInvocable<void()> work) {
       sigset_t previous;
       sigfillset(&all);
       pthread_sigmask(SIG_SETMASK, &all, &previous);
+      absl::Cleanup restore = [&previous] {
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+      };
       threads_.emplace_back([this] { WorkerLoop(); });
-      pthread_sigmask(SIG_SETMASK, &previous, nullptr);
       return;
     }
   }

@@ -98,7 +98,8 @@ class Transport : public BaseTransport {
   // The application's reason (asyncio's pause_reading / resume_reading).
   void PauseReading() { PauseReadingFor(ReadPause::kApplication); }
   void ResumeReading() { ResumeReadingFor(ReadPause::kApplication); }
-  // Whether the transport delivers data: not closing, no pause reason set.
+  // Whether the transport delivers data: not closing, not past the peer's
+  // EOF, no pause reason set.
   virtual bool IsReading() const = 0;
 
   // Whether the protocol is between PauseWriting and ResumeWriting.
@@ -108,12 +109,13 @@ class Transport : public BaseTransport {
   // by StartTls); returns the previous one. The new protocol gets no
   // ConnectionMade. If the transport is paused for writing, the new
   // protocol's PauseWriting runs before this returns, so that Pause and
-  // Resume alternate for it from the start (cpython#109051); the previous
-  // protocol hears nothing more. The transport never touches the returned
-  // protocol again: the caller may destroy it at once, even from inside one
-  // of that protocol's callbacks (provided that callback touches nothing of
-  // itself afterwards). A null protocol is refused: reported to the loop,
-  // nothing changes, and null is returned.
+  // Resume alternate for it from the start (cpython#109051). The previous
+  // protocol gets ConnectionHandedOver, inside this call, and nothing after
+  // it: the transport never touches the returned protocol again, so the
+  // caller may destroy it at once, even from inside one of that protocol's
+  // callbacks (provided that callback touches nothing of itself
+  // afterwards). A null protocol is refused: reported to the loop, nothing
+  // changes, and null is returned.
   virtual std::unique_ptr<Protocol> SetProtocol(
       std::unique_ptr<Protocol> protocol) = 0;
   virtual Protocol& GetProtocol() const = 0;

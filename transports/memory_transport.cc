@@ -2,7 +2,9 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -161,10 +163,7 @@ void MemoryTransport::Deliver() {
   while (!incoming_.empty() && read_started_ && IsReading() && !lost_) {
     std::string chunk = std::move(incoming_.front());
     incoming_.pop_front();
-    if (!Call("protocol DataReceived() failed",
-              [&] { protocol_->DataReceived(chunk); })) {
-      return;
-    }
+    if (!DeliverChunk(chunk)) return;
   }
   if (incoming_.empty() && incoming_eof_ && !eof_delivered_ && read_started_ &&
       !closing_) {
@@ -176,6 +175,44 @@ void MemoryTransport::Deliver() {
     }
     if (!keep_open) Close();
   }
+}
+
+bool MemoryTransport::DeliverChunk(std::string_view chunk) {
+  // A BufferedProtocol is filled here, not through its DataReceived, so
+  // that one which swaps itself out in BufferUpdated (and is destroyed) gets
+  // nothing more: the protocol is looked up afresh for every piece.
+  while (!chunk.empty()) {
+    if (!IsReading() || lost_) {
+      // Paused (or gone) in the middle: the rest waits for ResumeReading.
+      incoming_.emplace_front(chunk);
+      return false;
+    }
+    BufferedProtocol* buffered = protocol_->AsBufferedProtocol();
+    if (buffered == nullptr) {
+      return Call("protocol DataReceived() failed",
+                  [&] { protocol_->DataReceived(chunk); });
+    }
+    std::span<char> lent;
+    if (!Call("protocol GetBuffer() failed",
+              [&] { lent = buffered->GetBuffer(chunk.size()); })) {
+      return false;
+    }
+    if (lent.empty()) {
+      absl::Status empty = absl::InternalError(
+          "protocol GetBuffer() returned an empty buffer on memory transport");
+      loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
+      ForceClose(empty);
+      return false;
+    }
+    const size_t n = std::min(lent.size(), chunk.size());
+    std::memcpy(lent.data(), chunk.data(), n);
+    chunk.remove_prefix(n);
+    if (!Call("protocol BufferUpdated() failed",
+              [&] { buffered->BufferUpdated(n); })) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void MemoryTransport::ResetFromPeer(absl::Status error) { ForceClose(error); }
@@ -238,8 +275,15 @@ void MemoryTransport::CallConnectionLost(const absl::Status& status) {
         .IgnoreError();  // Reported; the transport is going anyway.
   }
   if (linked_peer_ != nullptr) {
-    linked_peer_->linked_peer_ = nullptr;
-    linked_peer_ = nullptr;
+    MemoryTransport* peer = std::exchange(linked_peer_, nullptr);
+    peer->linked_peer_ = nullptr;
+    if (!peer->buffer_.empty()) {
+      // What it still holds for us can never be delivered now (it wrote
+      // after we had begun to close).
+      peer->ForceClose(absl::UnavailableError(
+          "connection reset: the in-memory peer closed with bytes unsent to "
+          "it"));
+    }
   }
   if (options_.on_lost) options_.on_lost();
   loop_.Release(this);
@@ -264,8 +308,12 @@ absl::Status MemoryTransport::SetWriteBufferLimits(std::optional<size_t> high,
 
 std::unique_ptr<Protocol> MemoryTransport::SetProtocol(
     std::unique_ptr<Protocol> protocol) {
-  return SwapProtocol(loop_, protocol_, std::move(protocol), flow_.paused(),
-                      [] { return std::string("memory transport"); });
+  auto where = [] { return std::string("memory transport"); };
+  std::unique_ptr<Protocol> previous =
+      SwapProtocol(loop_, protocol_, std::move(protocol), where);
+  if (previous == nullptr) return nullptr;
+  PauseIfWritingPaused(loop_, *protocol_, flow_.paused(), where);
+  return previous;
 }
 
 std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(

@@ -143,6 +143,9 @@ class MemoryTransport final : public Transport, public LoopOwned {
   void StartReading();
   void ScheduleDelivery();
   void Deliver();
+  // Hands `chunk` to the protocol; false if the transport stopped reading
+  // (the rest is put back) or a callback failed.
+  bool DeliverChunk(std::string_view chunk);
   void ForceClose(const absl::Status& status);
   void CallConnectionLost(const absl::Status& status);
   // Runs a protocol callback; one that throws aborts with kInternal.

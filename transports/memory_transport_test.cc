@@ -188,8 +188,7 @@ TEST_F(MemoryTransportTest, ClosingWithTheOthersBytesUnreadResetsIt) {
   a->Write("unread\n");
   loop_->RunUntilIdle();
   ASSERT_EQ(a->GetWriteBufferSize(), 7u);
-  b->Close();
-  a->Close();  // Flushes first: must still complete.
+  b->Close();  // Resets A at once, as a socket closed with input unread.
   loop_->RunUntilIdle();
   EXPECT_THAT(receiver_log, ElementsAre("made", "lost:OK"));
   EXPECT_THAT(sender_log, ElementsAre("made", "lost:UNAVAILABLE"));
@@ -206,6 +205,26 @@ TEST_F(MemoryTransportTest, ClosingWithDeliveredButUnreadBytesResetsTheSender) {
   b->Close();
   loop_->RunUntilIdle();
   EXPECT_THAT(sender_log, ElementsAre("made", "lost:UNAVAILABLE"));
+}
+
+TEST_F(MemoryTransportTest, AWriteToAPeerThatIsClosingEndsInAReset) {
+  // B closes with nothing unread; A writes before B's ConnectionLost (the
+  // bytes stay in A's buffer: B no longer reads), then gets B's EOF and
+  // closes. A's Close must complete rather than wait for a flush that
+  // cannot happen.
+  std::vector<std::string> a_log;
+  std::vector<std::string> b_log;
+  auto [a, b] = ConnectInMemory(
+      *loop_, std::make_unique<ShoutProtocol>(a_log, absl::ZeroDuration()),
+      std::make_unique<ShoutProtocol>(b_log, absl::ZeroDuration()));
+  loop_->RunUntilIdle();
+  b->Close();
+  a->Write("too late\n");
+  EXPECT_EQ(a->GetWriteBufferSize(), 9u);
+  loop_->RunUntilIdle();
+  EXPECT_THAT(b_log, ElementsAre("made", "lost:OK"));
+  ASSERT_EQ(a_log.size(), 3u);
+  EXPECT_EQ(a_log.back(), "lost:UNAVAILABLE");
 }
 
 }  // namespace

@@ -29,7 +29,6 @@ absl::Status CallProtocol(EventLoop& loop, const char* what,
 std::unique_ptr<Protocol> SwapProtocol(EventLoop& loop,
                                        std::unique_ptr<Protocol>& current,
                                        std::unique_ptr<Protocol> next,
-                                       bool write_paused,
                                        absl::FunctionRef<std::string()> where) {
   if (next == nullptr) {
     loop.ReportError(LoopError{
@@ -39,13 +38,21 @@ std::unique_ptr<Protocol> SwapProtocol(EventLoop& loop,
     return nullptr;
   }
   std::swap(current, next);
-  if (write_paused) {
-    // Failures of PauseWriting are only reported, as FlowControl's are.
-    CallProtocol(loop, "protocol PauseWriting() failed", where,
-                 [&] { current->PauseWriting(); })
-        .IgnoreError();
-  }
+  // A failure is only reported: the handover has happened.
+  CallProtocol(loop, "protocol ConnectionHandedOver() failed", where,
+               [&] { next->ConnectionHandedOver(); })
+      .IgnoreError();
   return next;
+}
+
+void PauseIfWritingPaused(EventLoop& loop, Protocol& installed,
+                          bool write_paused,
+                          absl::FunctionRef<std::string()> where) {
+  if (!write_paused) return;
+  // Failures of PauseWriting are only reported, as FlowControl's are.
+  CallProtocol(loop, "protocol PauseWriting() failed", where,
+               [&] { installed.PauseWriting(); })
+      .IgnoreError();
 }
 
 char* ThreadReceiveBuffer() {

@@ -59,10 +59,16 @@ ssize_t SendFileWithoutSigpipe(int socket_fd, int file_fd, off_t* offset,
     return sigismember(&pending, SIGPIPE) == 1;
   }();
   ssize_t n = sendfile(socket_fd, file_fd, offset, count);
-  int error = errno;
-  if (n < 0 && error == EPIPE && !was_pending_already) {
-    const timespec no_wait{0, 0};
-    while (sigtimedwait(&sigpipe, nullptr, &no_wait) < 0 && errno == EINTR) {
+  const int error = errno;
+  // Whatever the result: a call that sent some rounds before the peer went
+  // returns their count, yet its failing round raised the signal.
+  if (!was_pending_already) {
+    sigset_t pending;
+    sigpending(&pending);
+    if (sigismember(&pending, SIGPIPE) == 1) {
+      const timespec no_wait{0, 0};
+      while (sigtimedwait(&sigpipe, nullptr, &no_wait) < 0 && errno == EINTR) {
+      }
     }
   }
   if (!sigismember(&previous, SIGPIPE)) {
@@ -528,10 +534,12 @@ absl::Status SocketTransport::SetWriteBufferLimits(std::optional<size_t> high,
 
 std::unique_ptr<Protocol> SocketTransport::SetProtocol(
     std::unique_ptr<Protocol> protocol) {
+  auto where = [this] { return Describe(); };
   std::unique_ptr<Protocol> previous =
-      SwapProtocol(loop_, protocol_, std::move(protocol), flow_.paused(),
-                   [this] { return Describe(); });
+      SwapProtocol(loop_, protocol_, std::move(protocol), where);
+  if (previous == nullptr) return nullptr;
   buffered_ = protocol_->AsBufferedProtocol();
+  PauseIfWritingPaused(loop_, *protocol_, flow_.paused(), where);
   return previous;
 }
 

@@ -207,17 +207,16 @@ void StreamState::ConnectionLost(const absl::Status& status) {
   closed_.SetResult(status);
 }
 
-void StreamState::Detach() {
+void StreamState::Detach(const absl::Status& why, bool transport_alive) {
   if (connection_lost_ || transport_ == nullptr) return;
-  const absl::Status replaced = absl::FailedPreconditionError(
-      "the stream's protocol was replaced: the transport belongs to another "
-      "protocol now");
+  // The reader's pause is its own: the next protocol must not inherit it.
+  if (transport_alive) ResumeReadingIfPaused();
   transport_ = nullptr;
   connection_lost_ = true;
-  lost_status_ = replaced;
-  SetException(replaced);
-  drain_waiters_.WakeAll(replaced);
-  closed_.SetResult(replaced);
+  lost_status_ = why;
+  SetException(why);
+  drain_waiters_.WakeAll(why);
+  closed_.SetResult(why);
 }
 
 }  // namespace sluice::streams_internal

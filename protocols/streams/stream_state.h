@@ -114,10 +114,11 @@ class StreamState {
   void PauseWriting() { write_paused_ = true; }
   void ResumeWriting();
   void ConnectionLost(const absl::Status& status);
-  // The protocol is destroyed. If that happens before ConnectionLost (it
-  // was replaced with SetProtocol), the state lets go of the transport and
-  // fails what waits, and everything later, with kFailedPrecondition.
-  void Detach();
+  // The protocol was replaced (SetProtocol) or destroyed before
+  // ConnectionLost: the state lifts its read pause (if the transport is
+  // still alive: not when the protocol dies with it), lets go of the
+  // transport, and fails what waits, and everything later, with `why`.
+  void Detach(const absl::Status& why, bool transport_alive);
 
  private:
   bool ReaderWaits() const { return reader_ != nullptr && !data_waiter_.empty(); }

@@ -17,7 +17,18 @@ StreamReaderProtocol::StreamReaderProtocol(
     : state_(std::make_shared<streams_internal::StreamState>(loop, limit)),
       on_connected_(std::move(on_connected)) {}
 
-StreamReaderProtocol::~StreamReaderProtocol() { state_->Detach(); }
+StreamReaderProtocol::~StreamReaderProtocol() {
+  state_->Detach(absl::FailedPreconditionError(
+      "the stream's protocol was destroyed before its connection ended"),
+      /*transport_alive=*/false);
+}
+
+void StreamReaderProtocol::ConnectionHandedOver() {
+  state_->Detach(absl::FailedPreconditionError(
+      "the stream's protocol was replaced: the transport belongs to another "
+      "protocol now"),
+      /*transport_alive=*/true);
+}
 
 void StreamReaderProtocol::ConnectionMade(Transport& transport) {
   state_->ConnectionMade(transport);

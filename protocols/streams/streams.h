@@ -59,10 +59,10 @@ class StreamReaderProtocol final : public Protocol {
   StreamReaderProtocol(EventLoop& loop, size_t limit,
                        std::shared_ptr<ClientConnectedCallback> on_connected);
 
-  // The streams stop using the transport: once this protocol is replaced
-  // (SetProtocol) and destroyed, reads, writes and drains fail with
+  // The streams stop using the transport once this protocol is replaced
+  // (SetProtocol) or destroyed: reads, writes and drains then fail with
   // kFailedPrecondition instead of reaching a transport they no longer
-  // belong to.
+  // belong to, and a read pause of the reader's is lifted.
   ~StreamReaderProtocol() override;
 
   StreamPair streams() const {
@@ -76,6 +76,7 @@ class StreamReaderProtocol final : public Protocol {
   bool EofReceived() override;
   void PauseWriting() override;
   void ResumeWriting() override;
+  void ConnectionHandedOver() override;
   void ConnectionLost(const absl::Status& status) override;
 
  private:

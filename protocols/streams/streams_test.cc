@@ -537,6 +537,21 @@ TEST_F(StreamsTest, StreamsOfAReplacedProtocolFailInsteadOfReachingTheTransport)
   EXPECT_THAT(drained.message(), HasSubstr("replaced"));
 }
 
+TEST_F(StreamsTest, AReplacedReaderLiftsItsReadPause) {
+  Connect(/*limit=*/10);
+  transport_->DeliverFromPeer(std::string(100, 'a'));
+  loop_->RunUntilIdle();
+  ASSERT_FALSE(transport_->IsReading());  // The reader's 2 x limit pause.
+  // Kept alive by the caller (as StartTls keeps it): the handover alone
+  // must detach the streams and hand a reading transport to the new one.
+  std::unique_ptr<Protocol> previous =
+      transport_->SetProtocol(std::make_unique<Protocol>());
+  EXPECT_TRUE(transport_->IsReading());
+  EXPECT_EQ(writer_->transport(), nullptr);
+  EXPECT_EQ(Run(reader_->Read(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // --- Over real sockets: OpenConnection and StartServer ---
 
 Task<absl::Status> EchoLines(StreamReader reader, StreamWriter writer) {

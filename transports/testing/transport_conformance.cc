@@ -31,6 +31,9 @@ void Record::Note(std::string_view callback) {
   if (lost.has_value()) {
     violations.push_back(absl::StrCat(name, " after ConnectionLost"));
   }
+  if (handed_over) {
+    violations.push_back(absl::StrCat(name, " after ConnectionHandedOver"));
+  }
   if (expect_connection_made && !made && callback != "ConnectionMade") {
     violations.push_back(absl::StrCat(name, " before ConnectionMade"));
   }
@@ -38,10 +41,11 @@ void Record::Note(std::string_view callback) {
   // made into the transport, and only inside a write or a change of limits.
   const std::string call = CurrentCall();
   if (!call.empty()) {
-    const bool allowed = callback == "PauseWriting" &&
-                         (call == "Write" || call == "Writev" ||
-                          call == "SetWriteBufferLimits" ||
-                          call == "SetProtocol");
+    const bool allowed =
+        (callback == "PauseWriting" &&
+         (call == "Write" || call == "Writev" ||
+          call == "SetWriteBufferLimits" || call == "SetProtocol")) ||
+        (callback == "ConnectionHandedOver" && call == "SetProtocol");
     if (!allowed) {
       violations.push_back(
           absl::StrCat(name, " ran synchronously inside Transport::", call));
@@ -100,6 +104,13 @@ void Record::Resume() {
   }
   events.push_back("resume");
   if (on_resume) on_resume();
+}
+
+void Record::HandedOver() {
+  Note("ConnectionHandedOver");
+  if (handed_over) violations.push_back("ConnectionHandedOver twice");
+  handed_over = true;
+  events.push_back("handed-over");
 }
 
 void Record::Lost(const absl::Status& status) {
@@ -1148,7 +1159,7 @@ TEST_P(TransportConformanceTest, SetProtocolHandsTheConnectionOver) {
   ASSERT_TRUE(WaitForLost(second_record_));
   EXPECT_TRUE(SameBytes(second_record_.data, payload));
   EXPECT_THAT(second_record_.events, ElementsAre("data", "eof", "lost:OK"));
-  EXPECT_THAT(record_.events, ElementsAre("made"));
+  EXPECT_THAT(record_.events, ElementsAre("made", "handed-over"));
 }
 
 TEST_P(TransportConformanceTest, SetProtocolWhilePausedPausesTheNewProtocol) {
@@ -1171,7 +1182,7 @@ TEST_P(TransportConformanceTest, SetProtocolWhilePausedPausesTheNewProtocol) {
   peer_->StartReading();
   ASSERT_TRUE(WaitFor([&] { return !second_record_.paused; }, "ResumeWriting"));
   EXPECT_THAT(second_record_.events, ElementsAre("pause", "resume"));
-  EXPECT_THAT(record_.events, ElementsAre("made", "pause"));
+  EXPECT_THAT(record_.events, ElementsAre("made", "pause", "handed-over"));
   ASSERT_TRUE(WaitFor([&] { return peer_->received().size() >= sent_.size(); },
                       "every byte at the peer"));
   EXPECT_TRUE(SameBytes(peer_->received(), sent_));
@@ -1197,6 +1208,7 @@ class SwapsItselfOut final : public Protocol {
     // Destroys this object: nothing of it is touched afterwards.
     transport_->SetProtocol(std::make_unique<RecordingProtocol>(next));
   }
+  void ConnectionHandedOver() override { record_.HandedOver(); }
   void ConnectionLost(const absl::Status& status) override {
     record_.Lost(status);
   }
@@ -1219,6 +1231,48 @@ TEST_P(TransportConformanceTest, AProtocolMaySwapItselfOutInsideDataReceived) {
   // Every byte arrived exactly once, in order, across the two protocols.
   EXPECT_TRUE(SameBytes(record_.data + second_record_.data, "upgrade" + rest));
   EXPECT_THAT(second_record_.events, ElementsAre("data", "eof", "lost:OK"));
+  EXPECT_THAT(record_.events, ElementsAre("made", "data", "handed-over"));
+}
+
+TEST_P(TransportConformanceTest, ABufferedProtocolMaySwapItselfOutInBufferUpdated) {
+  // The same upgrade by a protocol that lends its buffer: the rest of a
+  // delivery goes to the new protocol, none to the destroyed one.
+  class SwapsInBufferUpdated final : public BufferedProtocol {
+   public:
+    SwapsInBufferUpdated(Record& record, Record& next)
+        : record_(record), next_(next) {}
+    void ConnectionMade(Transport& transport) override {
+      record_.Made(transport);
+      transport_ = &transport;
+    }
+    std::span<char> GetBuffer(size_t) override { return buffer_; }
+    void BufferUpdated(size_t size) override {
+      record_.Data(std::string_view(buffer_, size));
+      next_.expect_connection_made = false;
+      next_.transport = transport_;
+      record_.transport = nullptr;
+      transport_->SetProtocol(std::make_unique<RecordingProtocol>(next_));
+    }
+    void ConnectionHandedOver() override { record_.HandedOver(); }
+    void ConnectionLost(const absl::Status& status) override {
+      record_.Lost(status);
+    }
+
+   private:
+    Record& record_;
+    Record& next_;
+    Transport* transport_ = nullptr;
+    char buffer_[7];
+  };
+  ASSERT_TRUE(Connect(
+      std::make_unique<SwapsInBufferUpdated>(record_, second_record_), record_));
+  const std::string payload = Pattern(64 * kKiB);
+  peer_->Write(payload);
+  peer_->ShutdownWrite();
+  ASSERT_TRUE(WaitForLost(second_record_));
+  EXPECT_EQ(record_.data.size(), 7u);
+  EXPECT_TRUE(SameBytes(record_.data + second_record_.data, payload));
+  EXPECT_THAT(record_.events, ElementsAre("made", "data", "handed-over"));
 }
 
 TEST_P(TransportConformanceTest, SetProtocolNullIsRefusedAndReported) {

@@ -144,6 +144,7 @@ struct Record {
   std::vector<std::string> violations;
   bool made = false;
   bool eof = false;
+  bool handed_over = false;
 
   // False for a protocol installed with SetProtocol: it gets no
   // ConnectionMade, and `transport` must be set by the test.
@@ -169,6 +170,7 @@ struct Record {
   void Pause();
   void Resume();
   void Lost(const absl::Status& status);
+  void HandedOver();
   std::string CurrentCall() const;
 };
 
@@ -182,6 +184,7 @@ class Recording : public Base {
   bool EofReceived() override { return record_.Eof(); }
   void PauseWriting() override { record_.Pause(); }
   void ResumeWriting() override { record_.Resume(); }
+  void ConnectionHandedOver() override { record_.HandedOver(); }
   void ConnectionLost(const absl::Status& status) override {
     record_.Lost(status);
   }
