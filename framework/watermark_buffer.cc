@@ -81,6 +81,11 @@ void WatermarkBuffer::RemoveOutside(size_t n) {
   Check();
 }
 
+void WatermarkBuffer::AppendFromOutside(std::string_view data) {
+  buffer_.Append(data);
+  outside_ -= data.size();
+}
+
 void WatermarkBuffer::Check() {
   const size_t size = accounted();
   if (overflow_ != 0 && !overflowed_ && size > overflow_) {

@@ -73,6 +73,9 @@ class WatermarkBuffer {
   // Bytes the owner holds elsewhere that count toward the watermarks.
   void AddOutside(size_t n);
   void RemoveOutside(size_t n);
+  // Appends bytes that were counted as held outside: the accounted size
+  // does not change, so no edge fires.
+  void AppendFromOutside(std::string_view data);
 
   // What the buffer itself holds.
   size_t size() const { return buffer_.size(); }

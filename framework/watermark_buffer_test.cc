@@ -154,7 +154,14 @@ TEST_F(WatermarkBufferTest, OutsideBytesCount) {
   EXPECT_EQ(buffer_.size(), 5u);
   EXPECT_EQ(buffer_.accounted(), 11u);
   EXPECT_EQ(times_high_, 1);
-  buffer_.RemoveOutside(6);  // 5 == low.
+  buffer_.AppendFromOutside("123");  // Moved in: still 11, no edge.
+  EXPECT_EQ(buffer_.size(), 8u);
+  EXPECT_EQ(buffer_.accounted(), 11u);
+  EXPECT_EQ(times_high_, 1);
+  EXPECT_EQ(times_low_, 0);
+  buffer_.RemoveOutside(3);  // 8 > low.
+  EXPECT_EQ(times_low_, 0);
+  buffer_.Consume(3);  // 5 == low.
   EXPECT_EQ(times_low_, 1);
 }
 

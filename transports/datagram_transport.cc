@@ -37,22 +37,22 @@ void DatagramSocketTransport::StartReading() {
 DatagramSocketTransport::DatagramSocketTransport(
     EventLoop& loop, int fd, std::unique_ptr<DatagramProtocol> protocol,
     std::optional<SocketAddress> peer)
-    : loop_(loop),
+    : TransportCore(loop, std::move(protocol)),
       fd_(fd),
-      protocol_(std::move(protocol)),
       peer_(std::move(peer)),
-      local_(SocketAddress::LocalOf(fd)),
-      flow_(loop) {
+      local_(SocketAddress::LocalOf(fd)) {
   absl::Status watched = loop_.WatchFd(fd_, *this, kFdNone);
-  if (!watched.ok()) {
+  if (watched.ok()) {
+    watched_ = true;
+  } else {
     loop_.ReportError(LoopError{"cannot watch the endpoint's socket", watched});
-    ForceClose(watched);
+    FailConstruction(watched);
   }
 }
 
 DatagramSocketTransport::~DatagramSocketTransport() {
   if (fd_ >= 0) {
-    loop_.UnwatchFd(fd_);
+    if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);
   }
 }
@@ -62,17 +62,8 @@ std::string DatagramSocketTransport::Describe() const {
   return local_.has_value() ? local_->ToString() : "datagram endpoint";
 }
 
-bool DatagramSocketTransport::Call(const char* what,
-                                   absl::FunctionRef<void()> callback) {
-  absl::Status called = CallProtocol(
-      loop_, what, [this] { return Describe(); }, callback);
-  if (called.ok()) return true;
-  ForceClose(called);
-  return false;
-}
-
 void DatagramSocketTransport::UpdateInterest() {
-  if (fd_ < 0) return;
+  if (fd_ < 0 || !watched_) return;
   uint32_t wanted = kFdNone;
   if (read_started_ && !closing_) wanted |= kFdReadable;
   if (!queue_.empty()) wanted |= kFdWritable;
@@ -142,17 +133,7 @@ void DatagramSocketTransport::ReportErrorReceived(absl::Status error) {
 
 void DatagramSocketTransport::SendTo(std::string_view data,
                                      std::optional<SocketAddress> to) {
-  if (closing_) {
-    if (!dropped_send_reported_) {
-      dropped_send_reported_ = true;
-      loop_.ReportError(LoopError{
-          "send dropped",
-          absl::FailedPreconditionError(absl::StrCat(
-              "dropped a datagram of ", data.size(),
-              " bytes after Close/Abort (further drops are not reported)"))});
-    }
-    return;
-  }
+  if (DropWriteIfClosed(data.size())) return;
   if (peer_.has_value()) {
     if (to.has_value() && !(*to == *peer_)) {
       ReportErrorReceived(absl::InvalidArgumentError(
@@ -179,9 +160,8 @@ void DatagramSocketTransport::SendTo(std::string_view data,
     }
   }
   queue_.push_back(Queued{std::string(data), std::move(to)});
-  queued_bytes_ += data.size();
   UpdateInterest();
-  flow_.Update(queued_bytes_, *protocol_);
+  buffer_.AddOutside(data.size());  // May pause the protocol.
 }
 
 void DatagramSocketTransport::HandleWritable() {
@@ -196,59 +176,37 @@ void DatagramSocketTransport::HandleWritable() {
       ReportErrorReceived(SocketError(
           error, "send to", next.to.has_value() ? next.to->ToString() : ""));
     }
-    queued_bytes_ -= next.data.size();
+    const size_t sent = next.data.size();
     queue_.pop_front();
+    buffer_.RemoveOutside(sent);  // May resume the protocol.
+    if (lost_) return;
   }
-  flow_.Update(queued_bytes_, *protocol_);
   if (!queue_.empty() || lost_) return;
   UpdateInterest();
-  if (closing_) {
-    lost_ = true;
-    CallConnectionLost(absl::OkStatus());
-  }
+  if (closing_) FinishClose(/*now=*/true);
 }
 
 void DatagramSocketTransport::Close() {
   if (closing_) return;
   closing_ = true;
   UpdateInterest();
-  if (queue_.empty()) {
-    lost_ = true;
-    loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
-  }
+  if (queue_.empty()) FinishClose(/*now=*/false);
 }
 
 void DatagramSocketTransport::Abort() { ForceClose(absl::OkStatus()); }
 
-void DatagramSocketTransport::ForceClose(const absl::Status& status) {
-  if (lost_) return;
-  lost_ = true;
-  closing_ = true;
+void DatagramSocketTransport::OnForceClose(const absl::Status& /*status*/) {
   queue_.clear();
-  queued_bytes_ = 0;
   UpdateInterest();
-  loop_.CallSoon([this, status] { CallConnectionLost(status); });
 }
 
-void DatagramSocketTransport::CallConnectionLost(const absl::Status& status) {
-  if (connection_made_) {
-    CallProtocol(
-        loop_, "protocol ConnectionLost() failed",
-        [this] { return Describe(); },
-        [&] { protocol_->ConnectionLost(status); })
-        .IgnoreError();  // Reported; there is nothing left to close.
-  }
+void DatagramSocketTransport::OnConnectionLost() {
   if (fd_ >= 0) {
-    loop_.UnwatchFd(fd_);
+    if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);
     fd_ = -1;
   }
   loop_.Release(this);
-}
-
-absl::Status DatagramSocketTransport::SetWriteBufferLimits(
-    std::optional<size_t> high, std::optional<size_t> low) {
-  return flow_.SetLimitsAndCheck(high, low, queued_bytes_, *protocol_);
 }
 
 namespace {

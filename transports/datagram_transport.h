@@ -13,11 +13,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "framework/event_loop.h"
-#include "framework/flow_control.h"
 #include "framework/protocol.h"
 #include "framework/socket_address.h"
 #include "framework/task.h"
 #include "framework/transport.h"
+#include "transports/transport_core.h"
 
 namespace sluice {
 
@@ -25,13 +25,14 @@ namespace sluice {
 // event reads the datagrams waiting (up to a batch), each send goes out at
 // once when nothing is queued, and datagrams the kernel refuses for now
 // (EAGAIN, ENOBUFS) wait in a queue whose size drives PauseWriting /
-// ResumeWriting through the same FlowControl as stream transports. Errors
+// ResumeWriting through the same watermarks as stream transports. Errors
 // of single sends and receives, such as an ICMP port-unreachable on a
 // connected endpoint, reach the protocol through ErrorReceived (on a later
 // iteration) and leave the endpoint open.
-class DatagramSocketTransport final : public DatagramTransport,
-                                      public LoopOwned,
-                                      private FdHandler {
+class DatagramSocketTransport final
+    : public TransportCore<DatagramTransport, DatagramProtocol>,
+      public LoopOwned,
+      private FdHandler {
  public:
   static constexpr size_t kMaxDatagramSize = 256 * 1024;
 
@@ -44,27 +45,21 @@ class DatagramSocketTransport final : public DatagramTransport,
   ~DatagramSocketTransport() override;
 
   // BaseTransport.
-  EventLoop& loop() const override { return loop_; }
   void Close() override;
   void Abort() override;
-  bool IsClosing() const override { return closing_; }
   std::optional<SocketAddress> PeerAddress() const override { return peer_; }
   std::optional<SocketAddress> LocalAddress() const override {
     return local_;
   }
   int Fd() const override { return fd_; }
-  absl::Status SetWriteBufferLimits(std::optional<size_t> high,
-                                    std::optional<size_t> low) override;
-  WriteBufferLimits GetWriteBufferLimits() const override {
-    return flow_.limits();
-  }
-  size_t GetWriteBufferSize() const override { return queued_bytes_; }
 
   // DatagramTransport.
   void SendTo(std::string_view data,
               std::optional<SocketAddress> to = std::nullopt) override;
 
  private:
+  friend class TransportCore<DatagramTransport, DatagramProtocol>;
+
   struct Queued {
     std::string data;
     std::optional<SocketAddress> to;
@@ -74,36 +69,29 @@ class DatagramSocketTransport final : public DatagramTransport,
                           std::unique_ptr<DatagramProtocol> protocol,
                           std::optional<SocketAddress> peer);
 
+  // TransportCore.
+  std::string Describe() const override;
+  void StartReading() override;
+  void OnForceClose(const absl::Status& status) override;
+  void OnConnectionLost() override;
+
   void OnFdReady(uint32_t ready) override;
   void HandleReadable();
   void HandleWritable();
-  template <class T>
-  friend T& AdoptAndStart(EventLoop& loop, T* transport);
-  void StartReading();
   void UpdateInterest();
   // Sends one datagram; returns the errno, 0 on success.
   int SendOne(std::string_view data, const std::optional<SocketAddress>& to);
   void ReportErrorReceived(absl::Status error);
-  void ForceClose(const absl::Status& status);
-  void CallConnectionLost(const absl::Status& status);
-  // Runs a protocol callback; one that throws closes the endpoint.
-  bool Call(const char* what, absl::FunctionRef<void()> callback);
-  std::string Describe() const;
 
-  EventLoop& loop_;
   int fd_;
-  std::unique_ptr<DatagramProtocol> protocol_;
+  bool watched_ = false;
   std::optional<SocketAddress> peer_;
   std::optional<SocketAddress> local_;
+  // Datagrams the kernel refused for now; their bytes count toward the
+  // watermarks as held outside the (otherwise unused) write buffer.
   std::deque<Queued> queue_;
-  size_t queued_bytes_ = 0;
-  FlowControl flow_;
   uint32_t interest_ = kFdNone;
   bool read_started_ = false;
-  bool closing_ = false;
-  bool lost_ = false;
-  bool connection_made_ = false;
-  bool dropped_send_reported_ = false;
 };
 
 // A host and port, as given to CreateDatagramEndpoint.

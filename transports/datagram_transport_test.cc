@@ -178,7 +178,7 @@ TEST_F(DatagramTest, CloseReportsConnectionLostAndDropsLaterSends) {
   ASSERT_TRUE(loop_->RunUntil([&] { return record.events.size() == 2; }));
   EXPECT_THAT(record.events, ElementsAre("made", "lost:OK"));
   ASSERT_EQ(loop_errors_.size(), 1u);  // Reported once.
-  EXPECT_THAT(loop_errors_[0], HasSubstr("dropped a datagram"));
+  EXPECT_THAT(loop_errors_[0], HasSubstr("dropped a write of 4 bytes"));
 }
 
 TEST_F(DatagramTest, FlowControlLimitsAreValidated) {

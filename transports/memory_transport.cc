@@ -2,13 +2,10 @@
 
 #include <sys/uio.h>
 
-#include <algorithm>
 #include <array>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "transports/protocol_call.h"
 
 namespace sluice {
 
@@ -19,31 +16,27 @@ MemoryTransport& MemoryTransport::Create(EventLoop& loop,
       loop, new MemoryTransport(loop, std::move(protocol), std::move(options)));
 }
 
-void MemoryTransport::StartReading() {
-  read_started_ = true;
-  Deliver();
-}
-
 MemoryTransport::MemoryTransport(EventLoop& loop,
                                  std::unique_ptr<Protocol> protocol,
                                  Options options)
-    : loop_(loop),
-      protocol_(std::move(protocol)),
-      options_(std::move(options)),
-      flow_(loop) {}
+    : StreamTransportCore(loop, std::move(protocol)),
+      options_(std::move(options)) {}
 
 MemoryTransport::~MemoryTransport() {
   delivery_.Cancel();
   flush_.Cancel();
 }
 
-bool MemoryTransport::Call(const char* what,
-                           absl::FunctionRef<void()> callback) {
-  absl::Status called = CallProtocol(
-      loop_, what, [] { return std::string("memory transport"); }, callback);
-  if (called.ok()) return true;
-  ForceClose(called);
-  return false;
+std::string MemoryTransport::Describe() const {
+  return options_.peer_address.has_value()
+             ? absl::StrCat("memory transport to ",
+                            options_.peer_address->ToString())
+             : std::string("memory transport");
+}
+
+void MemoryTransport::StartReading() {
+  read_started_ = true;
+  Deliver();
 }
 
 bool MemoryTransport::PeerAccepting() const {
@@ -58,39 +51,49 @@ void MemoryTransport::Write(std::string_view data) {
 void MemoryTransport::Writev(std::span<const std::string_view> buffers) {
   size_t total = 0;
   for (std::string_view buffer : buffers) total += buffer.size();
-  if (total == 0) return;
-  if (closing_ || eof_requested_) {
-    if (!dropped_write_reported_) {
-      dropped_write_reported_ = true;
-      loop_.ReportError(LoopError{
-          "write dropped", absl::FailedPreconditionError(absl::StrCat(
-                               "dropped a write of ", total,
-                               " bytes to the memory transport "
-                               "after ",
-                               closing_ ? "Close/Abort" : "WriteEof",
-                               " (further dropped writes are not reported)"))});
-    }
-    return;
-  }
+  if (total == 0 || DropWriteIfClosed(total, eof_requested_)) return;
   if (linked_ && linked_peer_ == nullptr) {
     // Like writing to a socket whose peer is gone.
     ForceClose(absl::UnavailableError("the in-memory peer closed"));
     return;
   }
-  // As a socket sends at once only when nothing is queued: otherwise the
-  // queue drains from the loop, so ResumeWriting never runs inside Write.
-  const bool was_empty = buffer_.empty();
-  for (std::string_view buffer : buffers) buffer_.Append(buffer);
-  if (was_empty) {
-    Flush();
-  } else {
-    ScheduleFlush();
+  if (buffer_.empty() && !flushing_ && PeerAccepting()) {
+    // As a socket sends at once when nothing is queued.
+    std::string bytes;
+    bytes.reserve(total);
+    for (std::string_view buffer : buffers) bytes.append(buffer);
+    SendToPeer(bytes);
+    return;
   }
-  flow_.Update(buffer_.size(), *protocol_);
+  // Queued: it drains from the loop, so ResumeWriting never runs inside
+  // Write. PauseWriting may (the buffer checks its watermarks).
+  for (std::string_view buffer : buffers) buffer_.Append(buffer);
+  if (PeerAccepting()) ScheduleFlush();
+}
+
+void MemoryTransport::SendToPeer(std::string_view bytes) {
+  if (linked_peer_ != nullptr) {
+    linked_peer_->DeliverFromPeer(bytes);
+  } else if (options_.on_sent) {
+    options_.on_sent(bytes);
+  } else {
+    sent_.append(bytes);
+  }
+}
+
+void MemoryTransport::SendEofToPeer() {
+  if (peer_saw_eof_) return;
+  peer_saw_eof_ = true;
+  if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();
+  if (options_.on_eof) options_.on_eof();
 }
 
 void MemoryTransport::Flush() {
+  if (lost_) return;
   if (!buffer_.empty() && PeerAccepting()) {
+    // Consuming may resume the protocol, which may write again: those
+    // bytes are queued behind these (no fast path while flushing).
+    flushing_ = true;
     std::string bytes;
     bytes.reserve(buffer_.size());
     std::array<iovec, 16> iov;
@@ -103,24 +106,12 @@ void MemoryTransport::Flush() {
       }
       buffer_.Consume(taken);
     }
-    if (linked_peer_ != nullptr) {
-      linked_peer_->DeliverFromPeer(bytes);
-    } else if (options_.on_sent) {
-      options_.on_sent(bytes);
-    } else {
-      sent_.append(bytes);
-    }
+    flushing_ = false;
+    SendToPeer(bytes);
   }
   if (!buffer_.empty() || lost_) return;
-  if ((closing_ || eof_requested_) && !peer_saw_eof_) {
-    peer_saw_eof_ = true;
-    if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();
-    if (options_.on_eof) options_.on_eof();
-  }
-  if (closing_) {
-    lost_ = true;
-    loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
-  }
+  if (closing_ || eof_requested_) SendEofToPeer();
+  if (closing_) FinishClose(/*now=*/false);
 }
 
 void MemoryTransport::ScheduleFlush() {
@@ -128,9 +119,7 @@ void MemoryTransport::ScheduleFlush() {
   flush_scheduled_ = true;
   flush_ = loop_.CallSoon([this] {
     flush_scheduled_ = false;
-    if (lost_) return;
     Flush();
-    flow_.Update(buffer_.size(), *protocol_);
   });
 }
 
@@ -160,59 +149,25 @@ void MemoryTransport::ScheduleDelivery() {
 }
 
 void MemoryTransport::Deliver() {
-  while (!incoming_.empty() && read_started_ && IsReading() && !lost_) {
+  if (!read_started_) return;
+  while (!incoming_.empty() && IsReading() && !lost_) {
     std::string chunk = std::move(incoming_.front());
     incoming_.pop_front();
-    if (!DeliverChunk(chunk)) return;
-  }
-  if (incoming_.empty() && incoming_eof_ && !eof_delivered_ && read_started_ &&
-      !closing_) {
-    eof_delivered_ = true;
-    bool keep_open = false;
-    if (!Call("protocol EofReceived() failed",
-              [&] { keep_open = protocol_->EofReceived(); })) {
+    const size_t delivered = DeliverData(chunk);
+    if (delivered < chunk.size()) {
+      // Paused in the middle: the rest waits for ResumeReading.
+      if (!lost_) incoming_.emplace_front(chunk.substr(delivered));
       return;
     }
-    if (!keep_open) Close();
   }
+  if (incoming_.empty() && incoming_eof_ && !lost_) DeliverEof();
 }
 
-bool MemoryTransport::DeliverChunk(std::string_view chunk) {
-  // A BufferedProtocol is filled here, not through its DataReceived, so
-  // that one which swaps itself out in BufferUpdated (and is destroyed) gets
-  // nothing more: the protocol is looked up afresh for every piece.
-  while (!chunk.empty()) {
-    if (!IsReading() || lost_) {
-      // Paused (or gone) in the middle: the rest waits for ResumeReading.
-      incoming_.emplace_front(chunk);
-      return false;
-    }
-    BufferedProtocol* buffered = protocol_->AsBufferedProtocol();
-    if (buffered == nullptr) {
-      return Call("protocol DataReceived() failed",
-                  [&] { protocol_->DataReceived(chunk); });
-    }
-    std::span<char> lent;
-    if (!Call("protocol GetBuffer() failed",
-              [&] { lent = buffered->GetBuffer(chunk.size()); })) {
-      return false;
-    }
-    if (lent.empty()) {
-      absl::Status empty = absl::InternalError(
-          "protocol GetBuffer() returned an empty buffer on memory transport");
-      loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
-      ForceClose(empty);
-      return false;
-    }
-    const size_t n = std::min(lent.size(), chunk.size());
-    std::memcpy(lent.data(), chunk.data(), n);
-    chunk.remove_prefix(n);
-    if (!Call("protocol BufferUpdated() failed",
-              [&] { buffered->BufferUpdated(n); })) {
-      return false;
-    }
-  }
-  return true;
+void MemoryTransport::ReadingChanged() {
+  if (!IsReading()) return;
+  ScheduleDelivery();
+  // The other end's writes were held back while this side did not read.
+  if (linked_peer_ != nullptr) linked_peer_->ScheduleFlush();
 }
 
 void MemoryTransport::ResetFromPeer(absl::Status error) { ForceClose(error); }
@@ -220,7 +175,11 @@ void MemoryTransport::ResetFromPeer(absl::Status error) { ForceClose(error); }
 void MemoryTransport::WriteEof() {
   if (closing_ || eof_requested_) return;
   eof_requested_ = true;
-  Flush();
+  if (buffer_.empty()) {
+    SendEofToPeer();
+  } else {
+    ScheduleFlush();
+  }
 }
 
 void MemoryTransport::Close() {
@@ -232,7 +191,12 @@ void MemoryTransport::Close() {
     ForceClose(absl::OkStatus());
     return;
   }
-  Flush();
+  if (buffer_.empty()) {
+    SendEofToPeer();
+    FinishClose(/*now=*/false);
+  } else {
+    ScheduleFlush();
+  }
 }
 
 void MemoryTransport::Abort() { ForceClose(absl::OkStatus()); }
@@ -244,11 +208,7 @@ size_t MemoryTransport::UnreadFromPeer() const {
   return unread;
 }
 
-void MemoryTransport::ForceClose(const absl::Status& status) {
-  if (lost_) return;
-  lost_ = true;
-  closing_ = true;
-  buffer_.Clear();
+void MemoryTransport::OnForceClose(const absl::Status& /*status*/) {
   if (const size_t unread = UnreadFromPeer(); unread > 0) {
     // The peer would wait for ever to hand over or see read what it sent.
     MemoryTransport* peer = std::exchange(linked_peer_, nullptr);
@@ -258,22 +218,10 @@ void MemoryTransport::ForceClose(const absl::Status& status) {
         "connection reset by the in-memory peer (it closed with ", unread,
         " bytes unread)")));
   }
-  if (!peer_saw_eof_) {
-    peer_saw_eof_ = true;
-    if (linked_peer_ != nullptr) linked_peer_->DeliverEofFromPeer();
-    if (options_.on_eof) options_.on_eof();
-  }
-  loop_.CallSoon([this, status] { CallConnectionLost(status); });
+  SendEofToPeer();
 }
 
-void MemoryTransport::CallConnectionLost(const absl::Status& status) {
-  if (connection_made_) {
-    CallProtocol(
-        loop_, "protocol ConnectionLost() failed",
-        [] { return std::string("memory transport"); },
-        [&] { protocol_->ConnectionLost(status); })
-        .IgnoreError();  // Reported; the transport is going anyway.
-  }
+void MemoryTransport::OnConnectionLost() {
   if (linked_peer_ != nullptr) {
     MemoryTransport* peer = std::exchange(linked_peer_, nullptr);
     peer->linked_peer_ = nullptr;
@@ -287,33 +235,6 @@ void MemoryTransport::CallConnectionLost(const absl::Status& status) {
   }
   if (options_.on_lost) options_.on_lost();
   loop_.Release(this);
-}
-
-void MemoryTransport::PauseReadingFor(ReadPause reason) {
-  if (closing_) return;
-  read_pauses_.Add(reason);
-}
-
-void MemoryTransport::ResumeReadingFor(ReadPause reason) {
-  if (closing_ || !read_pauses_.Remove(reason)) return;
-  ScheduleDelivery();
-  // The other end's writes were held back while this side did not read.
-  if (linked_peer_ != nullptr) linked_peer_->ScheduleFlush();
-}
-
-absl::Status MemoryTransport::SetWriteBufferLimits(std::optional<size_t> high,
-                                                   std::optional<size_t> low) {
-  return flow_.SetLimitsAndCheck(high, low, buffer_.size(), *protocol_);
-}
-
-std::unique_ptr<Protocol> MemoryTransport::SetProtocol(
-    std::unique_ptr<Protocol> protocol) {
-  auto where = [] { return std::string("memory transport"); };
-  std::unique_ptr<Protocol> previous =
-      SwapProtocol(loop_, protocol_, std::move(protocol), where);
-  if (previous == nullptr) return nullptr;
-  PauseIfWritingPaused(loop_, *protocol_, flow_.paused(), where);
-  return previous;
 }
 
 std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(

@@ -14,12 +14,10 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "framework/event_loop.h"
-#include "framework/flow_control.h"
 #include "framework/protocol.h"
-#include "framework/read_pauses.h"
 #include "framework/socket_address.h"
 #include "framework/transport.h"
-#include "framework/write_buffer.h"
+#include "transports/transport_core.h"
 
 namespace sluice {
 
@@ -43,7 +41,7 @@ namespace sluice {
 // ConnectInMemory links two of them: what one side writes, the other
 // receives on a later iteration, and a side that pauses reading holds back
 // the other side's writes.
-class MemoryTransport final : public Transport, public LoopOwned {
+class MemoryTransport final : public StreamTransportCore, public LoopOwned {
  public:
   struct Options {
     std::optional<SocketAddress> local_address = std::nullopt;
@@ -89,10 +87,8 @@ class MemoryTransport final : public Transport, public LoopOwned {
   bool peer_saw_eof() const { return peer_saw_eof_; }
 
   // BaseTransport.
-  EventLoop& loop() const override { return loop_; }
   void Close() override;
   void Abort() override;
-  bool IsClosing() const override { return closing_; }
   std::optional<SocketAddress> PeerAddress() const override {
     return options_.peer_address;
   }
@@ -100,29 +96,15 @@ class MemoryTransport final : public Transport, public LoopOwned {
     return options_.local_address;
   }
   int Fd() const override { return -1; }
-  absl::Status SetWriteBufferLimits(std::optional<size_t> high,
-                                    std::optional<size_t> low) override;
-  WriteBufferLimits GetWriteBufferLimits() const override {
-    return flow_.limits();
-  }
-  size_t GetWriteBufferSize() const override { return buffer_.size(); }
 
   // Transport.
   void Write(std::string_view data) override;
   void Writev(std::span<const std::string_view> buffers) override;
   void WriteEof() override;
   bool CanWriteEof() const override { return true; }
-  void PauseReadingFor(ReadPause reason) override;
-  void ResumeReadingFor(ReadPause reason) override;
-  bool IsReading() const override {
-    return read_pauses_.empty() && !closing_ && !eof_delivered_;
-  }
-  bool IsWritingPaused() const override { return flow_.paused(); }
-  std::unique_ptr<Protocol> SetProtocol(
-      std::unique_ptr<Protocol> protocol) override;
-  Protocol& GetProtocol() const override { return *protocol_; }
 
  private:
+  friend class TransportCore<Transport, Protocol>;
   friend std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(
       EventLoop&, std::unique_ptr<Protocol>, std::unique_ptr<Protocol>,
       Options, Options);
@@ -130,32 +112,28 @@ class MemoryTransport final : public Transport, public LoopOwned {
   MemoryTransport(EventLoop& loop, std::unique_ptr<Protocol> protocol,
                   Options options);
 
+  // TransportCore.
+  std::string Describe() const override;
+  void StartReading() override;
+  void ReadingChanged() override;
+  void OnForceClose(const absl::Status& status) override;
+  void OnConnectionLost() override;
+
   bool PeerAccepting() const;
   // Bytes the linked peer sent that this side has not read: handed over
   // and not delivered, or held back in the peer's buffer.
   size_t UnreadFromPeer() const;
+  // Hands `bytes` to the peer (or the test).
+  void SendToPeer(std::string_view bytes);
+  void SendEofToPeer();
   // Hands the write buffer to the peer if it accepts it, then finishes a
   // pending WriteEof or Close.
   void Flush();
   void ScheduleFlush();
-  template <class T>
-  friend T& AdoptAndStart(EventLoop& loop, T* transport);
-  void StartReading();
   void ScheduleDelivery();
   void Deliver();
-  // Hands `chunk` to the protocol; false if the transport stopped reading
-  // (the rest is put back) or a callback failed.
-  bool DeliverChunk(std::string_view chunk);
-  void ForceClose(const absl::Status& status);
-  void CallConnectionLost(const absl::Status& status);
-  // Runs a protocol callback; one that throws aborts with kInternal.
-  bool Call(const char* what, absl::FunctionRef<void()> callback);
 
-  EventLoop& loop_;
-  std::unique_ptr<Protocol> protocol_;
   Options options_;
-  WriteBuffer buffer_;
-  FlowControl flow_;
   std::string sent_;
   // The other end of a ConnectInMemory pair; null for a test-driven
   // transport, or once the other end is gone.
@@ -164,20 +142,14 @@ class MemoryTransport final : public Transport, public LoopOwned {
   bool peer_reading_ = true;
   std::deque<std::string> incoming_;
   bool incoming_eof_ = false;
-  bool eof_delivered_ = false;
   // Pending callbacks, cancelled if the transport goes first.
   Handle delivery_;
   Handle flush_;
   bool delivery_scheduled_ = false;
   bool flush_scheduled_ = false;
-  ReadPauses read_pauses_;
   bool read_started_ = false;
-  bool closing_ = false;
-  bool eof_requested_ = false;
+  bool flushing_ = false;
   bool peer_saw_eof_ = false;
-  bool lost_ = false;
-  bool connection_made_ = false;
-  bool dropped_write_reported_ = false;
 };
 
 // Connects `client` and `server` in memory (the loopback pump). Both get

@@ -39,24 +39,6 @@ absl::StatusOr<std::unique_ptr<P>> MakeProtocol(
   }
 }
 
-// Gives a new transport to `loop` and schedules its start in asyncio's
-// order: ConnectionMade on the next iteration, then reading (unless the
-// protocol paused it meanwhile); a creator's waiter scheduled afterwards
-// comes last. T befriends this function and has connection_made_,
-// protocol_, Call() and StartReading().
-template <class T>
-T& AdoptAndStart(EventLoop& loop, T* transport) {
-  loop.Adopt(std::unique_ptr<LoopOwned>(transport));
-  loop.CallSoon([transport] {
-    transport->connection_made_ = true;
-    transport->Call("protocol ConnectionMade() failed", [transport] {
-      transport->protocol_->ConnectionMade(*transport);
-    });
-  });
-  loop.CallSoon([transport] { transport->StartReading(); });
-  return *transport;
-}
-
 // The common part of every stream transport's SetProtocol (see
 // Transport::SetProtocol): refuses null (reported; `current` is kept and
 // null returned), installs `next` and tells the previous protocol it was

@@ -90,13 +90,10 @@ SocketTransport& SocketTransport::Create(EventLoop& loop, int fd,
 SocketTransport::SocketTransport(EventLoop& loop, int fd,
                                  std::unique_ptr<Protocol> protocol,
                                  std::optional<SocketAddress> peer)
-    : loop_(loop),
+    : StreamTransportCore(loop, std::move(protocol)),
       fd_(fd),
-      protocol_(std::move(protocol)),
-      buffered_(protocol_->AsBufferedProtocol()),
       peer_(peer.has_value() ? std::move(peer) : SocketAddress::PeerOf(fd)),
-      local_(SocketAddress::LocalOf(fd)),
-      flow_(loop) {
+      local_(SocketAddress::LocalOf(fd)) {
   if (local_.has_value() && local_->is_ip()) {
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -104,17 +101,20 @@ SocketTransport::SocketTransport(EventLoop& loop, int fd,
   // Registered without interest: no epoll_ctl until there is something to
   // wait for.
   absl::Status watched = loop_.WatchFd(fd_, *this, kFdNone);
-  if (!watched.ok()) {
-    // Only a programming error (the fd already watched) gets here.
+  if (watched.ok()) {
+    watched_ = true;
+  } else {
+    // Only a programming error (the fd already watched, by someone else)
+    // gets here: ConnectionMade, then ConnectionLost with the error.
     loop_.ReportError(
         LoopError{"cannot watch the transport's socket", watched});
-    ForceClose(watched);
+    FailConstruction(watched);
   }
 }
 
 SocketTransport::~SocketTransport() {
   if (fd_ >= 0) {
-    loop_.UnwatchFd(fd_);
+    if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);
   }
 }
@@ -123,22 +123,13 @@ std::string SocketTransport::Describe() const {
   return peer_.has_value() ? peer_->ToString() : absl::StrCat("fd ", fd_);
 }
 
-bool SocketTransport::Call(const char* what,
-                           absl::FunctionRef<void()> callback) {
-  absl::Status called = CallProtocol(
-      loop_, what, [this] { return Describe(); }, callback);
-  if (called.ok()) return true;
-  ForceClose(called);
-  return false;
-}
-
 void SocketTransport::StartReading() {
   read_started_ = true;
   UpdateInterest();
 }
 
 void SocketTransport::UpdateInterest() {
-  if (fd_ < 0) return;
+  if (fd_ < 0 || !watched_) return;
   uint32_t wanted = kFdNone;
   if (read_pauses_.empty() && read_started_ && !closing_ && !read_eof_) {
     wanted |= kFdReadable;
@@ -149,7 +140,7 @@ void SocketTransport::UpdateInterest() {
   if (wanted == interest_) return;
   absl::Status updated = loop_.SetFdInterest(fd_, wanted);
   if (!updated.ok()) {
-    FatalError(updated);
+    ForceClose(updated);
     return;
   }
   interest_ = wanted;
@@ -161,13 +152,15 @@ void SocketTransport::OnFdReady(uint32_t ready) {
 }
 
 void SocketTransport::HandleReadable() {
-  if (!read_pauses_.empty() || closing_) return;  // Paused meanwhile.
+  if (!IsReading()) return;  // Paused by an earlier callback.
   char* into;
   size_t capacity;
-  if (buffered_ != nullptr) {
+  // Looked up for every read: SetProtocol may have changed the kind.
+  BufferedProtocol* const buffered = protocol_->AsBufferedProtocol();
+  if (buffered != nullptr) {
     std::span<char> lent;
     if (!Call("protocol GetBuffer() failed",
-              [&] { lent = buffered_->GetBuffer(0); })) {
+              [&] { lent = buffered->GetBuffer(0); })) {
       return;
     }
     if (lent.empty()) {
@@ -175,7 +168,7 @@ void SocketTransport::HandleReadable() {
       absl::Status empty = absl::InternalError(absl::StrCat(
           "protocol GetBuffer() returned an empty buffer on ", Describe()));
       loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
-      FatalError(empty);
+      ForceClose(empty);
       return;
     }
     into = lent.data();
@@ -186,9 +179,9 @@ void SocketTransport::HandleReadable() {
   }
   ssize_t n = recv(fd_, into, capacity, 0);
   if (n > 0) {
-    if (buffered_ != nullptr) {
+    if (buffered != nullptr) {
       Call("protocol BufferUpdated() failed",
-           [&] { buffered_->BufferUpdated(static_cast<size_t>(n)); });
+           [&] { buffered->BufferUpdated(static_cast<size_t>(n)); });
     } else {
       Call("protocol DataReceived() failed", [&] {
         protocol_->DataReceived(std::string_view(into, static_cast<size_t>(n)));
@@ -198,19 +191,12 @@ void SocketTransport::HandleReadable() {
   }
   if (n < 0) {
     if (!WouldBlock(errno)) {
-      FatalError(SocketError(errno, "receive from", Describe()));
+      ForceClose(SocketError(errno, "receive from", Describe()));
     }
     return;
   }
   // EOF. Reading stops for good; the protocol decides about the rest.
-  read_eof_ = true;
-  UpdateInterest();
-  bool keep_open = false;
-  if (!Call("protocol EofReceived() failed",
-            [&] { keep_open = protocol_->EofReceived(); })) {
-    return;
-  }
-  if (!keep_open) Close();
+  DeliverEof();
 }
 
 void SocketTransport::HandleWritable() {
@@ -224,14 +210,13 @@ void SocketTransport::HandleWritable() {
   ssize_t n = SendVector(fd_, iov.data(), count);
   if (n < 0) {
     if (!WouldBlock(errno)) {
-      FatalError(SocketError(errno, "send to", Describe()));
+      ForceClose(SocketError(errno, "send to", Describe()));
     }
     return;
   }
+  // May resume the protocol, which may write again, refilling the buffer.
   buffer_.Consume(static_cast<size_t>(n));
-  if (file_send_.has_value()) FeedFile();
-  // ResumeWriting may write again, refilling the buffer.
-  flow_.Update(GetWriteBufferSize(), *protocol_);
+  if (file_send_.has_value() && !lost_) FeedFile();
   if (!buffer_.empty() || lost_) return;
   UpdateInterest();
   AfterFlush(/*from_loop=*/true);
@@ -240,14 +225,9 @@ void SocketTransport::HandleWritable() {
 void SocketTransport::AfterFlush(bool from_loop) {
   if (file_send_.has_value() || !buffer_.empty() || lost_) return;
   if (closing_) {
-    lost_ = true;
-    if (from_loop) {
-      // Close() was waiting for this flush (asyncio calls connection_lost
-      // right here, not on the next iteration).
-      CallConnectionLost(absl::OkStatus());
-    } else {
-      loop_.CallSoon([this] { CallConnectionLost(absl::OkStatus()); });
-    }
+    // Close() was waiting for this flush; from the loop, asyncio calls
+    // connection_lost right here, not on the next iteration.
+    FinishClose(/*now=*/from_loop);
   } else if (eof_requested_) {
     shutdown(fd_, SHUT_WR);
   }
@@ -330,7 +310,7 @@ void SocketTransport::ContinueNativeFileSend() {
       return;
     }
     if (error == EPIPE || error == ECONNRESET || error == ENOTCONN) {
-      FatalError(SocketError(error, "sendfile to", Describe()));
+      ForceClose(SocketError(error, "sendfile to", Describe()));
       return;
     }
     // A failure of the file: the connection itself is fine.
@@ -347,7 +327,7 @@ void SocketTransport::FeedFile() {
   if (file.block == nullptr) file.block = std::make_unique<char[]>(kFileBlock);
   char* block = file.block.get();
   bool ended = false;
-  while (file.remaining > 0 && buffer_.size() <= flow_.limits().low) {
+  while (file.remaining > 0 && buffer_.size() <= buffer_.limits().low) {
     ssize_t n =
         pread(file.fd, block, std::min(file.remaining, kFileBlock), file.offset);
     if (n < 0) {
@@ -376,8 +356,8 @@ void SocketTransport::FinishFileSend(absl::StatusOr<size_t> result) {
     size_t count = after_file_.Peek(iov);
     size_t moved = 0;
     for (size_t i = 0; i < count; ++i) {
-      buffer_.Append(std::string_view(static_cast<const char*>(iov[i].iov_base),
-                                      iov[i].iov_len));
+      buffer_.AppendFromOutside(std::string_view(
+          static_cast<const char*>(iov[i].iov_base), iov[i].iov_len));
       moved += iov[i].iov_len;
     }
     after_file_.Consume(moved);
@@ -387,20 +367,6 @@ void SocketTransport::FinishFileSend(absl::StatusOr<size_t> result) {
   AfterFlush(/*from_loop=*/false);
 }
 
-bool SocketTransport::DropWriteIfClosed(size_t size) {
-  if (!closing_ && !eof_requested_) return false;
-  if (!dropped_write_reported_) {
-    dropped_write_reported_ = true;
-    loop_.ReportError(
-        LoopError{"write dropped",
-                  absl::FailedPreconditionError(absl::StrCat(
-                      "dropped a write of ", size, " bytes to ", Describe(),
-                      " after ", closing_ ? "Close/Abort" : "WriteEof",
-                      " (further dropped writes are not reported)"))});
-  }
-  return true;
-}
-
 void SocketTransport::Write(std::string_view data) {
   Writev(std::span<const std::string_view>(&data, 1));
 }
@@ -408,10 +374,10 @@ void SocketTransport::Write(std::string_view data) {
 void SocketTransport::Writev(std::span<const std::string_view> buffers) {
   size_t total = 0;
   for (std::string_view buffer : buffers) total += buffer.size();
-  if (total == 0 || DropWriteIfClosed(total)) return;
+  if (total == 0 || DropWriteIfClosed(total, eof_requested_)) return;
   if (file_send_.has_value()) {
     for (std::string_view buffer : buffers) after_file_.Append(buffer);
-    flow_.Update(GetWriteBufferSize(), *protocol_);
+    buffer_.AddOutside(total);  // May pause the protocol.
     return;
   }
   size_t sent = 0;
@@ -431,7 +397,7 @@ void SocketTransport::Writev(std::span<const std::string_view> buffers) {
     }
     if (n < 0) {
       if (!WouldBlock(errno)) {
-        FatalError(SocketError(errno, "send to", Describe()));
+        ForceClose(SocketError(errno, "send to", Describe()));
         return;
       }
       n = 0;
@@ -449,11 +415,10 @@ void SocketTransport::BufferRemainder(std::span<const std::string_view> buffers,
       sent -= buffer.size();
       continue;
     }
-    buffer_.Append(buffer.substr(sent));
+    buffer_.Append(buffer.substr(sent));  // May pause the protocol.
     sent = 0;
   }
   UpdateInterest();
-  flow_.Update(GetWriteBufferSize(), *protocol_);
 }
 
 void SocketTransport::WriteEof() {
@@ -471,16 +436,7 @@ void SocketTransport::Close() {
 
 void SocketTransport::Abort() { ForceClose(absl::OkStatus()); }
 
-void SocketTransport::FatalError(const absl::Status& status) {
-  // Peer resets and the like are ordinary: reported to the protocol only.
-  ForceClose(status);
-}
-
-void SocketTransport::ForceClose(const absl::Status& status) {
-  if (lost_) return;
-  lost_ = true;
-  closing_ = true;
-  buffer_.Clear();
+void SocketTransport::OnForceClose(const absl::Status& status) {
   after_file_.Clear();
   if (file_send_.has_value()) {
     file_send_->done.SetResult(status.ok()
@@ -491,21 +447,12 @@ void SocketTransport::ForceClose(const absl::Status& status) {
     file_send_.reset();
   }
   UpdateInterest();
-  loop_.CallSoon([this, status] { CallConnectionLost(status); });
 }
 
-void SocketTransport::CallConnectionLost(const absl::Status& status) {
-  if (connection_made_) {
-    // Reported if it throws; the transport is going anyway.
-    CallProtocol(
-        loop_, "protocol ConnectionLost() failed",
-        [this] { return Describe(); },
-        [&] { protocol_->ConnectionLost(status); })
-        .IgnoreError();
-  }
+void SocketTransport::OnConnectionLost() {
   // The socket closes after the protocol was told, as in asyncio.
   if (fd_ >= 0) {
-    loop_.UnwatchFd(fd_);
+    if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);
     fd_ = -1;
   }
@@ -515,32 +462,6 @@ void SocketTransport::CallConnectionLost(const absl::Status& status) {
     callback();
   }
   loop_.Release(this);
-}
-
-void SocketTransport::PauseReadingFor(ReadPause reason) {
-  if (closing_) return;
-  if (read_pauses_.Add(reason)) UpdateInterest();
-}
-
-void SocketTransport::ResumeReadingFor(ReadPause reason) {
-  if (closing_) return;
-  if (read_pauses_.Remove(reason)) UpdateInterest();
-}
-
-absl::Status SocketTransport::SetWriteBufferLimits(std::optional<size_t> high,
-                                                   std::optional<size_t> low) {
-  return flow_.SetLimitsAndCheck(high, low, GetWriteBufferSize(), *protocol_);
-}
-
-std::unique_ptr<Protocol> SocketTransport::SetProtocol(
-    std::unique_ptr<Protocol> protocol) {
-  auto where = [this] { return Describe(); };
-  std::unique_ptr<Protocol> previous =
-      SwapProtocol(loop_, protocol_, std::move(protocol), where);
-  if (previous == nullptr) return nullptr;
-  buffered_ = protocol_->AsBufferedProtocol();
-  PauseIfWritingPaused(loop_, *protocol_, flow_.paused(), where);
-  return previous;
 }
 
 }  // namespace sluice

@@ -12,13 +12,12 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "framework/event_loop.h"
-#include "framework/flow_control.h"
 #include "framework/future.h"
 #include "framework/protocol.h"
-#include "framework/read_pauses.h"
 #include "framework/socket_address.h"
 #include "framework/transport.h"
 #include "framework/write_buffer.h"
+#include "transports/transport_core.h"
 
 namespace sluice {
 
@@ -33,7 +32,7 @@ namespace sluice {
 //   into a BufferedProtocol's memory;
 // - sends use MSG_NOSIGNAL: a dead peer is a kUnavailable ConnectionLost,
 //   never SIGPIPE.
-class SocketTransport final : public Transport,
+class SocketTransport final : public StreamTransportCore,
                               public LoopOwned,
                               private FdHandler {
  public:
@@ -71,42 +70,32 @@ class SocketTransport final : public Transport,
   }
 
   // BaseTransport.
-  EventLoop& loop() const override { return loop_; }
   void Close() override;
   void Abort() override;
-  bool IsClosing() const override { return closing_; }
   std::optional<SocketAddress> PeerAddress() const override { return peer_; }
   std::optional<SocketAddress> LocalAddress() const override {
     return local_;
   }
   int Fd() const override { return fd_; }
-  absl::Status SetWriteBufferLimits(std::optional<size_t> high,
-                                    std::optional<size_t> low) override;
-  WriteBufferLimits GetWriteBufferLimits() const override {
-    return flow_.limits();
-  }
-  size_t GetWriteBufferSize() const override {
-    return buffer_.size() + after_file_.size();
-  }
 
   // Transport.
   void Write(std::string_view data) override;
   void Writev(std::span<const std::string_view> buffers) override;
   void WriteEof() override;
   bool CanWriteEof() const override { return true; }
-  void PauseReadingFor(ReadPause reason) override;
-  void ResumeReadingFor(ReadPause reason) override;
-  bool IsReading() const override {
-    return read_pauses_.empty() && !closing_ && !read_eof_;
-  }
-  bool IsWritingPaused() const override { return flow_.paused(); }
-  std::unique_ptr<Protocol> SetProtocol(
-      std::unique_ptr<Protocol> protocol) override;
-  Protocol& GetProtocol() const override { return *protocol_; }
 
  private:
+  friend class TransportCore<Transport, Protocol>;
+
   SocketTransport(EventLoop& loop, int fd, std::unique_ptr<Protocol> protocol,
                   std::optional<SocketAddress> peer);
+
+  // TransportCore.
+  std::string Describe() const override;
+  void StartReading() override;
+  void ReadingChanged() override { UpdateInterest(); }
+  void OnForceClose(const absl::Status& status) override;
+  void OnConnectionLost() override;
 
   void OnFdReady(uint32_t ready) override;
   void HandleReadable();
@@ -118,31 +107,15 @@ class SocketTransport final : public Transport,
   void FinishFileSend(absl::StatusOr<size_t> result);
   // Once the write buffer is empty: a pending Close or WriteEof.
   void AfterFlush(bool from_loop);
-  template <class T>
-  friend T& AdoptAndStart(EventLoop& loop, T* transport);
-  void StartReading();
   void UpdateInterest();
-  // Buffers what a send left over, then re-checks the watermarks.
+  // Buffers what a send left over (the buffer re-checks its watermarks).
   void BufferRemainder(std::span<const std::string_view> buffers,
                        size_t sent);
-  bool DropWriteIfClosed(size_t size);
-  // A send or receive failed, or a protocol callback threw: discards the
-  // buffer and reports `status` through ConnectionLost.
-  void FatalError(const absl::Status& status);
-  void ForceClose(const absl::Status& status);
-  void CallConnectionLost(const absl::Status& status);
-  // Runs a protocol callback; one that throws is a fatal error.
-  bool Call(const char* what, absl::FunctionRef<void()> callback);
-  std::string Describe() const;
 
-  EventLoop& loop_;
   int fd_;
-  std::unique_ptr<Protocol> protocol_;
-  BufferedProtocol* buffered_;  // protocol_ if it lends buffers.
+  bool watched_ = false;  // Registered with the loop (the constructor may fail).
   std::optional<SocketAddress> peer_;
   std::optional<SocketAddress> local_;
-  WriteBuffer buffer_;
-  FlowControl flow_;
   struct FileSend {
     int fd;
     int64_t offset;
@@ -154,17 +127,11 @@ class SocketTransport final : public Transport,
     std::unique_ptr<char[]> block;
   };
   std::optional<FileSend> file_send_;
-  // Writes made while a SendFile runs; they follow the file.
+  // Writes made while a SendFile runs; they follow the file, and count
+  // toward the watermarks as bytes the buffer holds outside itself.
   WriteBuffer after_file_;
   uint32_t interest_ = kFdNone;
-  ReadPauses read_pauses_;
-  bool read_started_ = false;      // ConnectionMade has run.
-  bool read_eof_ = false;          // The peer's EOF was seen.
-  bool closing_ = false;           // Close, Abort or a fatal error.
-  bool eof_requested_ = false;     // WriteEof was called.
-  bool lost_ = false;              // ConnectionLost is scheduled or ran.
-  bool connection_made_ = false;   // ConnectionMade ran.
-  bool dropped_write_reported_ = false;
+  bool read_started_ = false;  // ConnectionMade has run.
   absl::AnyInvocable<void()> closed_callback_;
 };
 
