@@ -49,7 +49,7 @@ void PauseIfWritingPaused(EventLoop& loop, Protocol& installed,
                           bool write_paused,
                           absl::FunctionRef<std::string()> where) {
   if (!write_paused) return;
-  // Failures of PauseWriting are only reported, as FlowControl's are.
+  // Failures of PauseWriting are only reported, as in asyncio.
   CallProtocol(loop, "protocol PauseWriting() failed", where,
                [&] { installed.PauseWriting(); })
       .IgnoreError();

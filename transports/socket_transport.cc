@@ -158,19 +158,8 @@ void SocketTransport::HandleReadable() {
   // Looked up for every read: SetProtocol may have changed the kind.
   BufferedProtocol* const buffered = protocol_->AsBufferedProtocol();
   if (buffered != nullptr) {
-    std::span<char> lent;
-    if (!Call("protocol GetBuffer() failed",
-              [&] { lent = buffered->GetBuffer(0); })) {
-      return;
-    }
-    if (lent.empty()) {
-      // A protocol bug, like a callback that throws: reported, then fatal.
-      absl::Status empty = absl::InternalError(absl::StrCat(
-          "protocol GetBuffer() returned an empty buffer on ", Describe()));
-      loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
-      ForceClose(empty);
-      return;
-    }
+    std::span<char> lent = LendBuffer(*buffered, 0);
+    if (lent.empty()) return;
     into = lent.data();
     capacity = lent.size();
   } else {

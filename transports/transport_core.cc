@@ -30,19 +30,8 @@ size_t StreamTransportCore::DeliverData(std::string_view data) {
       delivered = data.size();
       break;
     }
-    std::span<char> lent;
-    if (!Call("protocol GetBuffer() failed",
-              [&] { lent = buffered->GetBuffer(rest.size()); })) {
-      break;
-    }
-    if (lent.empty()) {
-      // A protocol bug, like a callback that throws: reported, then fatal.
-      absl::Status empty = absl::InternalError(absl::StrCat(
-          "protocol GetBuffer() returned an empty buffer on ", Describe()));
-      loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
-      ForceClose(empty);
-      break;
-    }
+    std::span<char> lent = LendBuffer(*buffered, rest.size());
+    if (lent.empty()) break;
     const size_t n = std::min(lent.size(), rest.size());
     std::memcpy(lent.data(), rest.data(), n);
     delivered += n;
@@ -52,6 +41,22 @@ size_t StreamTransportCore::DeliverData(std::string_view data) {
     }
   }
   return delivered;
+}
+
+std::span<char> StreamTransportCore::LendBuffer(BufferedProtocol& buffered,
+                                               size_t size_hint) {
+  std::span<char> lent;
+  if (!Call("protocol GetBuffer() failed",
+            [&] { lent = buffered.GetBuffer(size_hint); })) {
+    return {};
+  }
+  if (lent.empty()) {
+    absl::Status empty = absl::InternalError(absl::StrCat(
+        "protocol GetBuffer() returned an empty buffer on ", Describe()));
+    loop_.ReportError(LoopError{"protocol GetBuffer() failed", empty});
+    ForceClose(empty);
+  }
+  return lent;
 }
 
 void StreamTransportCore::DeliverEof() {

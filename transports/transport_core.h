@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -268,6 +269,11 @@ class StreamTransportCore : public TransportCore<Transport, Protocol> {
   // The peer's EOF: EofReceived, then Close unless the protocol keeps the
   // transport half-open. Reading stops for good.
   void DeliverEof();
+  // Asks a BufferedProtocol for memory to read `size_hint` bytes into (0:
+  // any amount). An empty span is a protocol bug, like a callback that
+  // throws: reported, and the transport closes with kInternal. Returns the
+  // span, empty if the transport is closing now.
+  std::span<char> LendBuffer(BufferedProtocol& buffered, size_t size_hint);
 
   ReadPauses read_pauses_;
   bool read_eof_ = false;       // The peer's EOF was delivered.

@@ -984,7 +984,7 @@ TEST_P(TransportConformanceTest, ThrowingConnectionMadeIsInternal) {
 }
 
 TEST_P(TransportConformanceTest, ThrowingPauseWritingIsReportedOnly) {
-  // flow_control.h (asyncio's _FlowControlMixin): a failing
+  // As asyncio's _FlowControlMixin (transport_core.h): a failing
   // PauseWriting/ResumeWriting is reported to the loop and the state
   // changes all the same; the connection stays up.
   record_.on_pause = [] { throw std::runtime_error("boom in PauseWriting"); };
