@@ -160,7 +160,10 @@ void MemoryTransport::Deliver() {
       return;
     }
   }
-  if (incoming_.empty() && incoming_eof_ && !lost_) DeliverEof();
+  // The EOF too waits while reading is paused, as a socket's would.
+  if (incoming_.empty() && incoming_eof_ && !lost_ && IsReading()) {
+    DeliverEof();
+  }
 }
 
 void MemoryTransport::ReadingChanged() {

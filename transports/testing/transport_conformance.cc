@@ -902,6 +902,32 @@ TEST_P(TransportConformanceTest, ReadPauseReasonsDoNotUndoEachOther) {
   ASSERT_TRUE(WaitForLost());
 }
 
+TEST_P(TransportConformanceTest, PauseReadingHoldsTheEofToo) {
+  ASSERT_TRUE(Connect());
+  Transport& t = transport();
+  record_.on_eof = [] { return true; };  // Half-open: the test closes.
+  {
+    InCall call(*this, "PauseReading");
+    t.PauseReading();
+  }
+  peer_->Write("last");
+  peer_->ShutdownWrite();
+  ASSERT_TRUE(WaitFor([&] { return peer_->AllWritesDelivered(); },
+                      "the bytes to reach the transport", /*poll=*/true));
+  for (int i = 0; i < 3; ++i) loop_->RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(record_.data, "");
+  EXPECT_FALSE(record_.eof);
+  {
+    InCall call(*this, "ResumeReading");
+    t.ResumeReading();
+  }
+  ASSERT_TRUE(WaitFor([&] { return record_.eof; }, "the EOF"));
+  EXPECT_EQ(record_.data, "last");
+  t.Close();
+  ASSERT_TRUE(WaitForLost());
+  EXPECT_THAT(record_.events, ElementsAre("made", "data", "eof", "lost:OK"));
+}
+
 TEST_P(TransportConformanceTest, PauseReadingInsideConnectionMadeHoldsData) {
   record_.on_made = [](Transport& t) { t.PauseReading(); };
   ASSERT_TRUE(StartConnect(std::make_unique<RecordingProtocol>(record_)));
