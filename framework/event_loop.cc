@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "framework/exceptions.h"
 
 namespace sluice {
 namespace {
@@ -501,6 +502,7 @@ absl::Status EventLoop::UpdateSignalMask() {
 }
 
 void EventLoop::Invoke(Callback& callback, const char* what) {
+#if SLUICE_HAS_EXCEPTIONS
   try {
     callback();
   } catch (const std::exception& e) {
@@ -508,6 +510,10 @@ void EventLoop::Invoke(Callback& callback, const char* what) {
   } catch (...) {
     ReportError(LoopError{what, absl::InternalError("unknown exception")});
   }
+#else
+  (void)what;
+  callback();
+#endif
 }
 
 void EventLoop::SetErrorHandler(ErrorHandler handler) {
@@ -516,12 +522,17 @@ void EventLoop::SetErrorHandler(ErrorHandler handler) {
 
 void EventLoop::ReportError(const LoopError& error) {
   if (error_handler_) {
+#if SLUICE_HAS_EXCEPTIONS
     try {
       error_handler_(error);
       return;
     } catch (...) {
       absl::FPrintF(stderr, "sluice: the error handler threw\n");
     }
+#else
+    error_handler_(error);
+    return;
+#endif
   }
   absl::FPrintF(stderr, "sluice: %s: %s\n", error.message,
                 error.status.ToString());

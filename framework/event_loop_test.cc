@@ -1,3 +1,4 @@
+#include "framework/exceptions.h"
 #include "framework/event_loop.h"
 
 #include <dirent.h>
@@ -327,6 +328,7 @@ TEST(EventLoopTest, NestedRunIsRefusedAndReported) {
   EXPECT_EQ(errors[0].status.code(), absl::StatusCode::kFailedPrecondition);
 }
 
+#if SLUICE_HAS_EXCEPTIONS
 TEST(EventLoopTest, ThrowingCallbackIsReportedAndTheLoopGoesOn) {
   auto loop = NewLoop();
   std::vector<LoopError> errors;
@@ -344,6 +346,7 @@ TEST(EventLoopTest, ThrowingCallbackIsReportedAndTheLoopGoesOn) {
   EXPECT_EQ(errors[0].status.code(), absl::StatusCode::kInternal);
   EXPECT_THAT(errors[1].message, HasSubstr("timer"));
 }
+#endif  // SLUICE_HAS_EXCEPTIONS
 
 class Pipe {
  public:

@@ -1,3 +1,4 @@
+#include "framework/exceptions.h"
 #include "framework/task.h"
 
 #include <memory>
@@ -56,6 +57,7 @@ TEST_F(TaskTest, ChainsPropagateValuesAndErrors) {
   EXPECT_EQ(failed.status().message(), "no such thing");
 }
 
+#if SLUICE_HAS_EXCEPTIONS
 Task<absl::Status> Throwing() {
   throw std::runtime_error("kaboom");
   co_return absl::OkStatus();
@@ -66,6 +68,8 @@ TEST_F(TaskTest, AnEscapingExceptionBecomesAnInternalError) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
   EXPECT_THAT(status.message(), HasSubstr("kaboom"));
 }
+
+#endif  // SLUICE_HAS_EXCEPTIONS
 
 Task<absl::StatusOr<int>> Immediate(int i) { co_return i; }
 

@@ -17,7 +17,8 @@ namespace sluice {
 // Runs `task` with a time limit (asyncio.wait_for): if it has not finished
 // after `timeout`, it is cancelled and, once it has wound down, the result is
 // kDeadlineExceeded (unless the task finished with something other than
-// kCancelled despite the cancellation, which is then returned).
+// kCancelled despite the cancellation, which is then returned). Destroying
+// the returned Task while it waits cancels `task` too.
 template <StatusLike T>
 Task<T> WithTimeout(EventLoop& loop, Task<T> task, absl::Duration timeout) {
   Future<T> running = Spawn(loop, std::move(task));
@@ -26,7 +27,12 @@ Task<T> WithTimeout(EventLoop& loop, Task<T> task, absl::Duration timeout) {
     timed_out = true;
     running.Cancel();
   });
-  absl::Cleanup cancel_timer = [&timer] { timer.Cancel(); };
+  // Also when this frame is destroyed while it waits: the spawned task
+  // must not run on with nobody to take its result.
+  absl::Cleanup stop = [&timer, running]() mutable {
+    timer.Cancel();
+    if (!running.IsDone()) running.Cancel();
+  };
   T result = co_await std::move(running);
   if (timed_out && StatusOf(result).code() == absl::StatusCode::kCancelled) {
     co_return T(absl::DeadlineExceededError(

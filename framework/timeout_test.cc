@@ -57,6 +57,19 @@ TEST_F(TimeoutTest, OverrunningIsDeadlineExceededAtTheDeadline) {
   EXPECT_EQ(Elapsed(), absl::Milliseconds(1500));
 }
 
+TEST_F(TimeoutTest, DestroyingTheWrapperCancelsTheTaskItRuns) {
+  // The wrapper's frame is destroyed while it waits (its owner went away):
+  // the task it spawned must not run on, unowned.
+  Task<absl::StatusOr<int>> wrapped = WithTimeout(
+      *loop_, SleepThenReturn(*loop_, absl::Hours(1), 7), absl::Hours(2));
+  auto frame = wrapped.Release();
+  frame.resume();  // Runs up to its wait for the spawned task.
+  loop_->RunUntilIdle();
+  frame.destroy();
+  loop_->Run();  // Returns once nothing is left: no hour-long sleep.
+  EXPECT_LT(Elapsed(), absl::Hours(1));
+}
+
 TEST_F(TimeoutTest, WrapsAnyAwaitable) {
   absl::Status slept = loop_->RunUntilComplete(
       WithTimeout(*loop_, loop_->Sleep(absl::Seconds(5)), absl::Seconds(1)));

@@ -34,6 +34,22 @@ enum class ReadPause : uint32_t {
   kUpperLayer = 1u << 2,
 };
 
+// Names a kind of typed extra information (see BaseTransport::GetExtraInfo)
+// without RTTI: one id per type, the address of a per-type tag.
+class ExtraInfoId {
+ public:
+  template <class Info>
+  static ExtraInfoId Of() {
+    static constexpr char kTag = 0;
+    return ExtraInfoId(&kTag);
+  }
+  bool operator==(const ExtraInfoId& other) const = default;
+
+ private:
+  explicit ExtraInfoId(const void* tag) : tag_(tag) {}
+  const void* tag_;
+};
+
 // What every transport offers (asyncio.BaseTransport plus its write-side
 // flow control). Loop-affine. The loop owns live transports: a transport
 // stays valid until its protocol's ConnectionLost has returned and is
@@ -58,6 +74,20 @@ class BaseTransport {
   virtual std::optional<SocketAddress> LocalAddress() const = 0;
   // The socket, or -1 (in-memory transports, or after close).
   virtual int Fd() const = 0;
+
+  // Typed extra information beyond addresses and the fd (asyncio's
+  // get_extra_info('ssl_object') and the like, gRPC's QueryExtension): a
+  // layer answers for the kinds it adds (TLS: its TlsInfo) and forwards the
+  // rest to the transport below. Null if no layer of the stack has `Info`;
+  // valid while the transport is.
+  template <class Info>
+  const Info* GetExtraInfo() const {
+    return static_cast<const Info*>(QueryExtraInfo(ExtraInfoId::Of<Info>()));
+  }
+  // What GetExtraInfo asks: the `Info` for `id`, or null.
+  virtual const void* QueryExtraInfo(ExtraInfoId /*id*/) const {
+    return nullptr;
+  }
 
   // Write flow control. With neither given: high 64 KiB, low high/4; only
   // `low`: high = 4 * low; only `high`: low = high / 4. kInvalidArgument if

@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -206,6 +208,7 @@ void DatagramSocketTransport::OnConnectionLost() {
     close(fd_);
     fd_ = -1;
   }
+  if (!owned_path_.empty()) unlink(owned_path_.c_str());
   loop_.Release(this);
 }
 
@@ -219,6 +222,37 @@ Task<absl::StatusOr<std::optional<SocketAddress>>> ResolveOne(
                        ResolveOptions{.family = family, .passive = passive});
   if (!addresses.ok()) co_return addresses.status();
   co_return std::optional<SocketAddress>(addresses->front());
+}
+
+// The common end of creating an endpoint: the protocol, the transport, and
+// the wait for ConnectionMade. A transport the protocol closed in there is
+// not handed out: by the time the creator resumes, it may be gone.
+Task<absl::StatusOr<DatagramEndpoint>> StartEndpoint(
+    EventLoop& loop, DatagramProtocolFactory& factory, int fd,
+    std::optional<SocketAddress> remote, std::string owned_path) {
+  absl::StatusOr<std::unique_ptr<DatagramProtocol>> made_protocol =
+      MakeProtocol(factory);
+  if (!made_protocol.ok()) {
+    close(fd);
+    if (!owned_path.empty()) unlink(owned_path.c_str());
+    co_return made_protocol.status();
+  }
+  std::unique_ptr<DatagramProtocol> protocol = *std::move(made_protocol);
+  DatagramProtocol* raw_protocol = protocol.get();
+  DatagramSocketTransport& transport = DatagramSocketTransport::Create(
+      loop, fd, std::move(protocol), std::move(remote));
+  if (!owned_path.empty()) transport.RemoveFileOnClose(std::move(owned_path));
+  Future<absl::Status> made(loop);
+  loop.CallSoon([made, &transport]() mutable {
+    made.SetResult(transport.IsClosing()
+                       ? absl::UnavailableError(
+                             "the endpoint was closed during ConnectionMade")
+                       : absl::OkStatus());
+  });
+  absl::Status waited = co_await made;
+  if (waited.code() == absl::StatusCode::kCancelled) transport.Abort();
+  if (!waited.ok()) co_return waited;
+  co_return DatagramEndpoint{&transport, raw_protocol};
 }
 
 }  // namespace
@@ -259,27 +293,54 @@ Task<absl::StatusOr<DatagramEndpoint>> CreateDatagramEndpoint(
       connect(fd, (*remote)->data(), (*remote)->length()) != 0) {
     co_return SocketError(errno, "connect to", (*remote)->ToString());
   }
-  absl::StatusOr<std::unique_ptr<DatagramProtocol>> made_protocol =
-      MakeProtocol(factory);
-  if (!made_protocol.ok()) co_return made_protocol.status();
-  std::unique_ptr<DatagramProtocol> protocol = *std::move(made_protocol);
-  DatagramProtocol* raw_protocol = protocol.get();
-  DatagramSocketTransport& transport = DatagramSocketTransport::Create(
-      loop, std::exchange(fd, -1), std::move(protocol), *remote);
-  // Completes after ConnectionMade, which was scheduled first. A transport
-  // the protocol closed in there is not handed out: by the time this
-  // coroutine resumes, it may be gone.
-  Future<absl::Status> made(loop);
-  loop.CallSoon([made, &transport]() mutable {
-    made.SetResult(transport.IsClosing()
-                       ? absl::UnavailableError(
-                             "the endpoint was closed during ConnectionMade")
-                       : absl::OkStatus());
-  });
-  absl::Status waited = co_await made;
-  if (waited.code() == absl::StatusCode::kCancelled) transport.Abort();
-  if (!waited.ok()) co_return waited;
-  co_return DatagramEndpoint{&transport, raw_protocol};
+  co_return co_await StartEndpoint(loop, factory, std::exchange(fd, -1),
+                                   *remote, std::string());
+}
+
+Task<absl::StatusOr<DatagramEndpoint>> CreateUnixDatagramEndpoint(
+    EventLoop& loop, DatagramProtocolFactory factory,
+    UnixDatagramEndpointOptions options) {
+  std::optional<SocketAddress> local;
+  std::optional<SocketAddress> remote;
+  if (options.local_path.has_value()) {
+    absl::StatusOr<SocketAddress> address =
+        SocketAddress::FromUnixPath(*options.local_path);
+    if (!address.ok()) co_return address.status();
+    local = *address;
+  }
+  if (options.remote_path.has_value()) {
+    absl::StatusOr<SocketAddress> address =
+        SocketAddress::FromUnixPath(*options.remote_path);
+    if (!address.ok()) co_return address.status();
+    remote = *address;
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) co_return SocketError(errno, "unix datagram socket");
+  absl::Cleanup close_fd = [&fd] {
+    if (fd >= 0) close(fd);
+  };
+  std::string owned_path;
+  if (local.has_value()) {
+    const std::string& path = *options.local_path;
+    struct stat info;
+    if (path[0] != '@' && stat(path.c_str(), &info) == 0 &&
+        S_ISSOCK(info.st_mode)) {
+      unlink(path.c_str());  // asyncio replaces a socket file, too.
+    }
+    if (bind(fd, local->data(), local->length()) != 0) {
+      co_return SocketError(errno, "bind on", local->ToString());
+    }
+    if (path[0] != '@') owned_path = path;
+  }
+  absl::Cleanup remove_file = [&owned_path] {
+    if (!owned_path.empty()) unlink(owned_path.c_str());
+  };
+  if (remote.has_value() &&
+      connect(fd, remote->data(), remote->length()) != 0) {
+    co_return SocketError(errno, "connect to", remote->ToString());
+  }
+  co_return co_await StartEndpoint(loop, factory, std::exchange(fd, -1), remote,
+                                   std::exchange(owned_path, std::string()));
 }
 
 }  // namespace sluice

@@ -57,6 +57,9 @@ class DatagramSocketTransport final
   void SendTo(std::string_view data,
               std::optional<SocketAddress> to = std::nullopt) override;
 
+  // A socket file to remove when the endpoint closes (its own, bound one).
+  void RemoveFileOnClose(std::string path) { owned_path_ = std::move(path); }
+
  private:
   friend class TransportCore<DatagramTransport, DatagramProtocol>;
 
@@ -92,6 +95,7 @@ class DatagramSocketTransport final
   std::deque<Queued> queue_;
   uint32_t interest_ = kFdNone;
   bool read_started_ = false;
+  std::string owned_path_;
 };
 
 // A host and port, as given to CreateDatagramEndpoint.
@@ -126,6 +130,23 @@ struct DatagramEndpoint {
 Task<absl::StatusOr<DatagramEndpoint>> CreateDatagramEndpoint(
     EventLoop& loop, DatagramProtocolFactory factory,
     DatagramEndpointOptions options);
+
+struct UnixDatagramEndpointOptions {
+  // The socket file to bind (a name starting with '@' is in the abstract
+  // namespace); unset: unnamed, so peers cannot answer. A socket file that
+  // is already there is replaced, as asyncio does; the endpoint removes its
+  // own file when it closes.
+  std::optional<std::string> local_path = std::nullopt;
+  // The peer of a connected endpoint.
+  std::optional<std::string> remote_path = std::nullopt;
+};
+
+// asyncio's create_datagram_endpoint(family=AF_UNIX): an AF_UNIX datagram
+// endpoint, bound and/or connected, with the same transport, flow control
+// and error reporting as UDP. Completes after ConnectionMade ran.
+Task<absl::StatusOr<DatagramEndpoint>> CreateUnixDatagramEndpoint(
+    EventLoop& loop, DatagramProtocolFactory factory,
+    UnixDatagramEndpointOptions options);
 
 }  // namespace sluice
 

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -204,6 +205,65 @@ TEST_F(DatagramTest, NeedsAnAddressOrAFamily) {
       {.local = HostPort{"192.0.2.1", 0}}));
   EXPECT_FALSE(bad_bind.ok());
   EXPECT_THAT(bad_bind.status().message(), HasSubstr("bind on 192.0.2.1:0"));
+}
+
+TEST_F(DatagramTest, UnixDatagramEndpointsExchangeAndCleanUp) {
+  // TEST_TMPDIR is too long for sun_path (108 bytes).
+  char dir[] = "/tmp/sluice_dgram_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string server_path = absl::StrCat(dir, "/server.sock");
+  const std::string client_path = absl::StrCat(dir, "/client.sock");
+  // A stale socket file where the server binds: replaced.
+  {
+    int stale = socket(AF_UNIX, SOCK_DGRAM, 0);
+    auto address = SocketAddress::FromUnixPath(server_path);
+    ASSERT_EQ(bind(stale, address->data(), address->length()), 0);
+    close(stale);
+  }
+  Record server_record;
+  auto server_factory = [&server_record] {
+    return std::make_unique<RecordingProtocol>(server_record, /*echo=*/true);
+  };
+  auto server = loop_->RunUntilComplete(CreateUnixDatagramEndpoint(
+      *loop_, server_factory,
+      UnixDatagramEndpointOptions{.local_path = server_path}));
+  ASSERT_TRUE(server.ok()) << server.status();
+  Record client_record;
+  auto client_factory = [&client_record] {
+    return std::make_unique<RecordingProtocol>(client_record);
+  };
+  auto client = loop_->RunUntilComplete(CreateUnixDatagramEndpoint(
+      *loop_, client_factory,
+      UnixDatagramEndpointOptions{.local_path = client_path,
+                                  .remote_path = server_path}));
+  ASSERT_TRUE(client.ok()) << client.status();
+  client->transport->SendTo("over unix");
+  ASSERT_TRUE(loop_->RunUntil([&] { return !client_record.datagrams.empty(); }));
+  EXPECT_THAT(server_record.datagrams, ElementsAre("over unix"));
+  EXPECT_EQ(server_record.senders[0].ToString(), "unix:" + client_path);
+  EXPECT_THAT(client_record.datagrams, ElementsAre("over unix"));
+  EXPECT_EQ(client->transport->PeerAddress()->ToString(), "unix:" + server_path);
+
+  client->transport->Close();
+  server->transport->Close();
+  ASSERT_TRUE(loop_->RunUntil([&] {
+    return client_record.events.size() == 2 && server_record.events.size() == 2;
+  }));
+  struct stat info;
+  EXPECT_NE(stat(server_path.c_str(), &info), 0);  // Its own file is gone.
+  EXPECT_NE(stat(client_path.c_str(), &info), 0);
+  rmdir(dir);
+}
+
+TEST_F(DatagramTest, UnixDatagramToNobodyIsAnError) {
+  Record record;
+  auto factory = [&record] { return std::make_unique<RecordingProtocol>(record); };
+  auto endpoint = loop_->RunUntilComplete(CreateUnixDatagramEndpoint(
+      *loop_, factory,
+      UnixDatagramEndpointOptions{.remote_path = "/tmp/sluice-nobody.sock"}));
+  EXPECT_FALSE(endpoint.ok());
+  EXPECT_THAT(std::string(endpoint.status().message()),
+              HasSubstr("sluice-nobody.sock"));
 }
 
 }  // namespace

@@ -1,19 +1,24 @@
 #include "transports/passthrough_transport.h"
 
 #include <memory>
+#include <span>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "framework/exceptions.h"
 #include "framework/clock.h"
 #include "framework/event_loop.h"
 #include "framework/protocol.h"
+#include "framework/socket_address.h"
 #include "framework/transport.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "transports/memory_transport.h"
+#include "transports/transport_layer.h"
 
 namespace sluice {
 namespace {
@@ -122,6 +127,7 @@ TEST_F(StackTest, TheTopsReadPauseStopsTheRoot) {
   EXPECT_THAT(log_, ElementsAre("top made", "top data held"));
 }
 
+#if SLUICE_HAS_EXCEPTIONS
 TEST_F(StackTest, AFailingTopAbortsTheStackWithItsOwnError) {
   class Throws final : public Protocol {
    public:
@@ -158,6 +164,85 @@ TEST_F(StackTest, AFailingTopAbortsTheStackWithItsOwnError) {
   EXPECT_THAT(lost_message, ::testing::HasSubstr("INTERNAL"));
   EXPECT_THAT(lost_message, ::testing::HasSubstr("bad input"));
   ASSERT_EQ(errors.size(), 1u);
+}
+
+#endif  // SLUICE_HAS_EXCEPTIONS
+
+// A user's own layer, written against the public TransportLayer only: it
+// counts the bytes that pass and publishes the count as extra info.
+struct ByteCounts {
+  size_t in = 0;
+  size_t out = 0;
+};
+
+class CountingLayer final : public TransportLayer {
+ public:
+  CountingLayer(EventLoop& loop, std::unique_ptr<Protocol> protocol)
+      : TransportLayer(loop, std::move(protocol)) {}
+
+  void Close() override {
+    if (closing_) return;
+    closing_ = true;
+    if (lower() != nullptr) lower()->Close();
+  }
+  void Abort() override { ForceClose(absl::OkStatus()); }
+  void Write(std::string_view data) override {
+    Writev(std::span<const std::string_view>(&data, 1));
+  }
+  void Writev(std::span<const std::string_view> buffers) override {
+    size_t total = 0;
+    for (std::string_view buffer : buffers) total += buffer.size();
+    if (total == 0 || DropWriteIfClosed(total, eof_requested_)) return;
+    counts_.out += total;
+    if (lower() != nullptr) lower()->Writev(buffers);
+  }
+  void WriteEof() override {
+    if (closing_ || eof_requested_) return;
+    eof_requested_ = true;
+    if (lower() != nullptr) lower()->WriteEof();
+  }
+  bool CanWriteEof() const override { return lower() != nullptr; }
+  void DataReceived(std::string_view data) override {
+    counts_.in += data.size();
+    DeliverUp(data);
+  }
+  bool EofReceived() override {
+    DeliverEofUp();
+    return true;
+  }
+  const void* QueryExtraInfo(ExtraInfoId id) const override {
+    if (id == ExtraInfoId::Of<ByteCounts>()) return &counts_;
+    return TransportLayer::QueryExtraInfo(id);
+  }
+
+ private:
+  ByteCounts counts_;
+};
+
+TEST_F(StackTest, ALayerAddsExtraInfoAndForwardsTheRest) {
+  struct Unknown {};
+  auto top = std::make_unique<Top>(log_);
+  Top* top_protocol = top.get();
+  auto counting = std::make_unique<CountingLayer>(*loop_, std::move(top));
+  // Counting under a pass-through: the query travels down to it.
+  auto outer =
+      std::make_unique<PassthroughTransport>(*loop_, std::move(counting));
+  MemoryTransport::Options options;
+  options.peer_address = SocketAddress::FromIp("10.1.2.3", 99).value();
+  MemoryTransport& root =
+      MemoryTransport::Create(*loop_, std::move(outer), std::move(options));
+  loop_->RunUntilIdle();
+  root.DeliverFromPeer("12345");
+  loop_->RunUntilIdle();
+  Transport& t = *top_protocol->transport();
+  const ByteCounts* counts = t.GetExtraInfo<ByteCounts>();
+  ASSERT_NE(counts, nullptr);
+  EXPECT_EQ(counts->in, 5u);
+  EXPECT_EQ(counts->out, std::string("echo 12345").size());
+  EXPECT_EQ(t.GetExtraInfo<Unknown>(), nullptr);
+  EXPECT_EQ(root.GetExtraInfo<ByteCounts>(), nullptr);  // Not below it.
+  // Addresses come from the root, through both layers.
+  EXPECT_EQ(t.PeerAddress()->ToString(), "10.1.2.3:99");
 }
 
 }  // namespace

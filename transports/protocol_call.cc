@@ -11,6 +11,7 @@ namespace sluice {
 absl::Status CallProtocol(EventLoop& loop, const char* what,
                           absl::FunctionRef<std::string()> where,
                           absl::FunctionRef<void()> callback) {
+#if SLUICE_HAS_EXCEPTIONS
   std::string failure;
   try {
     callback();
@@ -20,10 +21,19 @@ absl::Status CallProtocol(EventLoop& loop, const char* what,
   } catch (...) {
     failure = "unknown exception";
   }
+#else
+  (void)loop;
+  (void)what;
+  (void)where;
+  callback();
+  return absl::OkStatus();
+#endif
+#if SLUICE_HAS_EXCEPTIONS
   absl::Status error = absl::InternalError(
       absl::StrCat(what, " on ", where(), ": ", failure));
   loop.ReportError(LoopError{what, error});
   return error;
+#endif
 }
 
 std::unique_ptr<Protocol> SwapProtocol(EventLoop& loop,

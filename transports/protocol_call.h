@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "framework/event_loop.h"
+#include "framework/exceptions.h"
 #include "framework/protocol.h"
 
 namespace sluice {
@@ -27,16 +28,22 @@ absl::Status CallProtocol(EventLoop& loop, const char* what,
 template <class P>
 absl::StatusOr<std::unique_ptr<P>> MakeProtocol(
     absl::AnyInvocable<std::unique_ptr<P>()>& factory) {
+#if SLUICE_HAS_EXCEPTIONS
   try {
+#endif
     std::unique_ptr<P> protocol = factory();
     if (protocol == nullptr) {
       return absl::InternalError("the protocol factory returned nothing");
     }
     return protocol;
+#if SLUICE_HAS_EXCEPTIONS
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat("the protocol factory failed: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("the protocol factory failed");
   }
+#endif
 }
 
 // The common part of every stream transport's SetProtocol (see

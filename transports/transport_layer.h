@@ -58,6 +58,10 @@ class TransportLayer : public StreamTransportCore, public Protocol {
     return lower_ != nullptr ? lower_->LocalAddress() : std::nullopt;
   }
   int Fd() const override { return lower_ != nullptr ? lower_->Fd() : -1; }
+  // A layer that adds a kind answers for it and calls this for the rest.
+  const void* QueryExtraInfo(ExtraInfoId id) const override {
+    return lower_ != nullptr ? lower_->QueryExtraInfo(id) : nullptr;
+  }
 
   // Protocol (the side facing the transport below). A layer that overrides
   // one of these calls the base's version.

@@ -1,8 +1,9 @@
 #ifndef SLUICE_PROTOCOLS_STREAMS_STREAMS_H_
 #define SLUICE_PROTOCOLS_STREAMS_STREAMS_H_
 
-// The streams adapter (asyncio's streams): coroutine-friendly reader and
-// writer pairs over any Transport.
+// The streams adapter's socket entry points (asyncio's open_connection and
+// start_server); the adapter itself, which works over any Transport, is
+// stream_reader_protocol.h.
 //
 //   auto streams = co_await OpenConnection(loop, "127.0.0.1", 8888);
 //   streams->writer.Write("hello\n");
@@ -23,23 +24,12 @@
 #include "framework/task.h"
 #include "framework/transport.h"
 #include "protocols/streams/stream_reader.h"
-#include "protocols/streams/stream_state.h"
+#include "protocols/streams/stream_reader_protocol.h"
 #include "protocols/streams/stream_writer.h"
 #include "transports/connection.h"
 #include "transports/server.h"
 
 namespace sluice {
-
-struct StreamPair {
-  StreamReader reader;
-  StreamWriter writer;
-};
-
-// Runs once per accepted connection, as a task of its own. An error it
-// returns is reported to the loop's error handler and closes the
-// connection.
-using ClientConnectedCallback =
-    absl::AnyInvocable<Task<absl::Status>(StreamReader, StreamWriter)>;
 
 struct StreamOptions {
   // The reader's buffer limit (see StreamReader); must be positive:
@@ -47,41 +37,6 @@ struct StreamOptions {
   size_t limit = 64 * 1024;
   ConnectOptions connect = {};
   ServerOptions server = {};
-};
-
-// The Protocol that feeds a StreamReader and turns PauseWriting /
-// ResumeWriting into StreamWriter::Drain (asyncio.StreamReaderProtocol).
-// With a callback, it is the server side: the callback gets the pair once
-// the connection is made.
-class StreamReaderProtocol final : public Protocol {
- public:
-  StreamReaderProtocol(EventLoop& loop, size_t limit);
-  StreamReaderProtocol(EventLoop& loop, size_t limit,
-                       std::shared_ptr<ClientConnectedCallback> on_connected);
-
-  // The streams stop using the transport once this protocol is replaced
-  // (SetProtocol) or destroyed: reads, writes and drains then fail with
-  // kFailedPrecondition instead of reaching a transport they no longer
-  // belong to, and a read pause of the reader's is lifted.
-  ~StreamReaderProtocol() override;
-
-  StreamPair streams() const {
-    return StreamPair{StreamReader(state_), StreamWriter(state_)};
-  }
-
-  void ConnectionMade(Transport& transport) override;
-  void DataReceived(std::string_view data) override;
-  // Keeps the transport half-open: the application closes it when it has
-  // written what it wanted to.
-  bool EofReceived() override;
-  void PauseWriting() override;
-  void ResumeWriting() override;
-  void ConnectionHandedOver() override;
-  void ConnectionLost(const absl::Status& status) override;
-
- private:
-  std::shared_ptr<streams_internal::StreamState> state_;
-  std::shared_ptr<ClientConnectedCallback> on_connected_;
 };
 
 // asyncio's open_connection: connects and returns the reader and writer.

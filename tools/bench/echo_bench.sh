@@ -17,8 +17,12 @@ usage() {
   cat <<'EOF'
 usage: tools/bench/echo_bench.sh [flags]
   --servers=LIST      comma-separated, from: sluice sluice-streams libuv
-                      asio uvloop uvloop-streams
+                      asio uvloop uvloop-streams baseline baseline-streams
                       (default: sluice,libuv,asio,uvloop)
+  --baseline=PATH     an echo_server binary of another sluice build (e.g.
+                      an older commit's, built with --config=opt): the
+                      servers baseline and baseline-streams run it, in the
+                      same interleaved rounds as this build's
   --sizes=LIST        message sizes in bytes (default: 1024,10240,102400)
   --conns=LIST        connection counts (default: 10,100)
   --duration=D        measured time per cell (default: 10s; --quick: 1s)
@@ -64,6 +68,7 @@ loadgen_threads=1
 output=""
 raw=""
 install=1
+baseline=""
 
 for arg in "$@"; do
   case "$arg" in
@@ -82,6 +87,7 @@ for arg in "$@"; do
     --output=*) output=${arg#*=} ;;
     --raw=*) raw=${arg#*=} ;;
     --no_install) install=0 ;;
+    --baseline=*) baseline=${arg#*=} ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown flag: $arg" ;;
   esac
@@ -96,7 +102,9 @@ IFS=, read -r -a server_list <<<"$servers"
 for s in "${server_list[@]}"; do
   case "$s" in
     sluice | sluice-streams | libuv | asio | uvloop | uvloop-streams) ;;
-    *) die "unknown server '$s' (known: sluice sluice-streams libuv asio uvloop uvloop-streams)" ;;
+    baseline | baseline-streams)
+      [ -x "$baseline" ] || die "$s needs --baseline=PATH to an echo_server binary" ;;
+    *) die "unknown server '$s' (known: sluice sluice-streams libuv asio uvloop uvloop-streams baseline baseline-streams)" ;;
   esac
 done
 IFS=, read -r -a size_list <<<"$sizes"
@@ -126,7 +134,7 @@ cd "$workspace"
 
 package_of() {
   case "$1" in
-    sluice | sluice-streams) ;;
+    sluice | sluice-streams | baseline | baseline-streams) ;;
     libuv) echo libuv1-dev ;;
     asio) echo libboost-dev ;;
     uvloop | uvloop-streams) echo python3-uvloop ;;
@@ -189,6 +197,8 @@ server_command() {
   case "$1" in
     sluice) server_cmd=("$bin/samples/echo_server") ;;
     sluice-streams) server_cmd=("$bin/samples/echo_server" --mode=streams) ;;
+    baseline) server_cmd=("$baseline") ;;
+    baseline-streams) server_cmd=("$baseline" --mode=streams) ;;
     libuv) server_cmd=("$bin/tools/bench/peers/libuv_echo") ;;
     asio) server_cmd=("$bin/tools/bench/peers/asio_echo") ;;
     uvloop) server_cmd=("${uvloop_echo[@]}") ;;

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "framework/exceptions.h"
 #include "gmock/gmock.h"
 
 namespace sluice::transport_testing {
@@ -963,8 +964,9 @@ TEST_P(TransportConformanceTest, PauseAndResumeReadingLoseNothing) {
   EXPECT_THAT(record_.events, ElementsAre("made", "data", "eof", "lost:OK"));
 }
 
-// --- 10. A throwing protocol callback. ---
+// --- 10. A throwing protocol callback (builds with exceptions only). ---
 
+#if SLUICE_HAS_EXCEPTIONS
 void ExpectReportedInternal(std::vector<LoopError> errors,
                             std::string_view what) {
   ASSERT_FALSE(errors.empty());
@@ -1034,6 +1036,8 @@ TEST_P(TransportConformanceTest, ThrowingPauseWritingIsReportedOnly) {
 }
 
 // --- 11. Write never calls back synchronously. ---
+
+#endif  // SLUICE_HAS_EXCEPTIONS
 
 TEST_P(TransportConformanceTest, WriteNeverCallsBackSynchronously) {
   ASSERT_TRUE(Connect());
