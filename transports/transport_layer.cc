@@ -55,7 +55,9 @@ void TransportLayer::ReadingChanged() { UpdateLowerReading(); }
 
 void TransportLayer::UpdateLowerReading() {
   if (lower_ == nullptr || lost_) return;
-  const bool pause = !IsReading() && !closing_ && !NeedsToRead();
+  // Only the protocol above's own reasons: at EOF or while closing there
+  // is nothing to hold back.
+  const bool pause = !read_pauses_.empty() && !closing_ && !NeedsToRead();
   if (pause != lower_paused_by_us_) {
     lower_paused_by_us_ = pause;
     if (pause) {

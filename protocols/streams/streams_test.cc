@@ -284,6 +284,25 @@ TEST_F(StreamsTest, ReadLineDropsOnlyTheOverlongLineOfChunksThatCameTogether) {
   EXPECT_EQ(*second, "next\n");
 }
 
+TEST_F(StreamsTest, ALargeReadThatLeavesLessThanItTakesKeepsEveryByte) {
+  // Taken by handing the buffer over and copying what is left (the smaller
+  // part) into a new one.
+  std::string bytes(30 * 1024, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i % 251);
+  Connect();
+  transport_->DeliverFromPeer(bytes);
+  loop_->RunUntilIdle();
+  absl::StatusOr<std::string> first = Run(reader_->Read(20 * 1024));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first == bytes.substr(0, 20 * 1024));
+  EXPECT_EQ(reader_->BufferedSize(), 10u * 1024);
+  transport_->DeliverFromPeer("tail");
+  loop_->RunUntilIdle();
+  absl::StatusOr<std::string> rest = Run(reader_->Read(64 * 1024));
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_TRUE(*rest == bytes.substr(20 * 1024) + "tail");
+}
+
 TEST_F(StreamsTest, ReadLineReturnsThePartialLineAtEof) {
   Connect();
   transport_->DeliverFromPeer("line\nno newline");
