@@ -40,8 +40,9 @@ class ExtraInfoId {
  public:
   template <class Info>
   static ExtraInfoId Of() {
-    static constexpr char kTag = 0;
-    return ExtraInfoId(&kTag);
+    // Writable, so that identical-constant folding cannot merge two tags.
+    static char tag;
+    return ExtraInfoId(&tag);
   }
   bool operator==(const ExtraInfoId& other) const = default;
 

@@ -36,7 +36,7 @@ absl::Status WatermarkBuffer::SetLimits(std::optional<size_t> high,
   }
   high_ = new_high;
   low_ = new_low;
-  if (!above_high_ && accounted() > high_) Check();
+  if (!above_high_ && accounted() > high_) Check(/*may_fall=*/false);
   return absl::OkStatus();
 }
 
@@ -47,20 +47,20 @@ absl::Status WatermarkBuffer::SetOverflowLimit(size_t bytes) {
         high_, ")"));
   }
   overflow_ = bytes;
-  Check();
+  Check(/*may_fall=*/false);
   return absl::OkStatus();
 }
 
 void WatermarkBuffer::Append(std::string_view data) {
   if (data.empty()) return;
   buffer_.Append(data);
-  Check();
+  Check(/*may_fall=*/false);
 }
 
 void WatermarkBuffer::Consume(size_t n) {
   if (n == 0) return;
   buffer_.Consume(n);
-  Check();
+  Check(/*may_fall=*/true);
 }
 
 void WatermarkBuffer::Clear() {
@@ -72,13 +72,13 @@ void WatermarkBuffer::Clear() {
 void WatermarkBuffer::AddOutside(size_t n) {
   if (n == 0) return;
   outside_ += n;
-  Check();
+  Check(/*may_fall=*/false);
 }
 
 void WatermarkBuffer::RemoveOutside(size_t n) {
   if (n == 0) return;
   outside_ -= n;
-  Check();
+  Check(/*may_fall=*/true);
 }
 
 void WatermarkBuffer::AppendFromOutside(std::string_view data) {
@@ -86,7 +86,7 @@ void WatermarkBuffer::AppendFromOutside(std::string_view data) {
   outside_ -= data.size();
 }
 
-void WatermarkBuffer::Check() {
+void WatermarkBuffer::Check(bool may_fall) {
   const size_t size = accounted();
   if (overflow_ != 0 && !overflowed_ && size > overflow_) {
     overflowed_ = true;
@@ -101,7 +101,7 @@ void WatermarkBuffer::Check() {
     // The flag first: the callback may write, and re-enter.
     above_high_ = true;
     if (callbacks_.above_high) callbacks_.above_high();
-  } else if (above_high_ && size <= low_) {
+  } else if (may_fall && above_high_ && size <= low_) {
     above_high_ = false;
     if (callbacks_.below_low) callbacks_.below_low();
   }

@@ -86,7 +86,10 @@ class WatermarkBuffer {
   bool overflowed() const { return overflowed_; }
 
  private:
-  void Check();
+  // `may_fall`: the size went down (a drain), so the low edge may fire. A
+  // growth never fires it, even after new limits put low above the size:
+  // the low edge must not run inside a write.
+  void Check(bool may_fall);
 
   Callbacks callbacks_;
   WriteBuffer buffer_;

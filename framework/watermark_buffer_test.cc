@@ -90,8 +90,12 @@ TEST_F(WatermarkBufferTest, LimitsChangedWhileAboveHigh) {
   ASSERT_TRUE(buffer_.SetLimits(4, 2).ok());
   buffer_.Append("123456");
   EXPECT_EQ(times_high_, 1);
-  // A new low above the size does not resume inside SetLimits ...
+  // A new low above the size does not resume inside SetLimits, nor in the
+  // next append (that would be ResumeWriting inside a Write) ...
   ASSERT_TRUE(buffer_.SetLimits(100, 50).ok());
+  EXPECT_EQ(times_low_, 0);
+  buffer_.Append("7");
+  buffer_.AddOutside(1);
   EXPECT_EQ(times_low_, 0);
   // ... the next drain does.
   buffer_.Consume(1);

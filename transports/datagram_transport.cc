@@ -53,6 +53,7 @@ DatagramSocketTransport::DatagramSocketTransport(
 }
 
 DatagramSocketTransport::~DatagramSocketTransport() {
+  report_errors_.Cancel();
   if (fd_ >= 0) {
     if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);
@@ -125,11 +126,17 @@ int DatagramSocketTransport::SendOne(std::string_view data,
 
 void DatagramSocketTransport::ReportErrorReceived(absl::Status error) {
   // On a later iteration, like every other callback a call into the
-  // transport causes.
-  loop_.CallSoon([this, error = std::move(error)] {
-    if (lost_) return;
-    Call("protocol ErrorReceived() failed",
-         [&] { protocol_->ErrorReceived(error); });
+  // transport causes; cancelled if the endpoint goes first.
+  pending_errors_.push_back(std::move(error));
+  if (pending_errors_.size() > 1) return;
+  report_errors_ = loop_.CallSoon([this] {
+    std::deque<absl::Status> errors = std::move(pending_errors_);
+    pending_errors_.clear();
+    for (const absl::Status& pending : errors) {
+      if (lost_) return;
+      Call("protocol ErrorReceived() failed",
+           [&] { protocol_->ErrorReceived(pending); });
+    }
   });
 }
 
@@ -202,13 +209,32 @@ void DatagramSocketTransport::OnForceClose(const absl::Status& /*status*/) {
   UpdateInterest();
 }
 
+void DatagramSocketTransport::RemoveOwnFile() {
+  if (!owned_path_.has_value()) return;
+  // Only if the file is still ours: another endpoint may have replaced it.
+  struct stat info;
+  if (stat(owned_path_->path.c_str(), &info) == 0 &&
+      info.st_dev == owned_path_->device && info.st_ino == owned_path_->inode) {
+    unlink(owned_path_->path.c_str());
+  }
+  owned_path_.reset();
+}
+
+void DatagramSocketTransport::RemoveFileOnClose(std::string path) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) return;
+  owned_path_ = OwnedFile{std::move(path), info.st_dev, info.st_ino};
+}
+
 void DatagramSocketTransport::OnConnectionLost() {
   if (fd_ >= 0) {
     if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);
     fd_ = -1;
   }
-  if (!owned_path_.empty()) unlink(owned_path_.c_str());
+  report_errors_.Cancel();
+  pending_errors_.clear();
+  RemoveOwnFile();
   loop_.Release(this);
 }
 

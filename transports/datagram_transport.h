@@ -1,6 +1,8 @@
 #ifndef SLUICE_TRANSPORTS_DATAGRAM_TRANSPORT_H_
 #define SLUICE_TRANSPORTS_DATAGRAM_TRANSPORT_H_
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -57,8 +59,9 @@ class DatagramSocketTransport final
   void SendTo(std::string_view data,
               std::optional<SocketAddress> to = std::nullopt) override;
 
-  // A socket file to remove when the endpoint closes (its own, bound one).
-  void RemoveFileOnClose(std::string path) { owned_path_ = std::move(path); }
+  // A socket file to remove when the endpoint closes (its own, bound one),
+  // if it is still the same file then.
+  void RemoveFileOnClose(std::string path);
 
  private:
   friend class TransportCore<DatagramTransport, DatagramProtocol>;
@@ -93,9 +96,19 @@ class DatagramSocketTransport final
   // Datagrams the kernel refused for now; their bytes count toward the
   // watermarks as held outside the (otherwise unused) write buffer.
   std::deque<Queued> queue_;
+  void RemoveOwnFile();
+
   uint32_t interest_ = kFdNone;
   bool read_started_ = false;
-  std::string owned_path_;
+  // ErrorReceived calls waiting for the next iteration.
+  std::deque<absl::Status> pending_errors_;
+  Handle report_errors_;
+  struct OwnedFile {
+    std::string path;
+    dev_t device;
+    ino_t inode;
+  };
+  std::optional<OwnedFile> owned_path_;
 };
 
 // A host and port, as given to CreateDatagramEndpoint.

@@ -67,7 +67,10 @@ void MemoryTransport::Writev(std::span<const std::string_view> buffers) {
   }
   // Queued: it drains from the loop, so ResumeWriting never runs inside
   // Write. PauseWriting may (the buffer checks its watermarks).
-  for (std::string_view buffer : buffers) buffer_.Append(buffer);
+  for (std::string_view buffer : buffers) {
+    buffer_.Append(buffer);
+    if (lost_) return;  // PauseWriting aborted.
+  }
   if (PeerAccepting()) ScheduleFlush();
 }
 
@@ -178,7 +181,8 @@ void MemoryTransport::ResetFromPeer(absl::Status error) { ForceClose(error); }
 void MemoryTransport::WriteEof() {
   if (closing_ || eof_requested_) return;
   eof_requested_ = true;
-  if (buffer_.empty()) {
+  // Inside a flush (ResumeWriting) the bytes being flushed go first.
+  if (buffer_.empty() && !flushing_) {
     SendEofToPeer();
   } else {
     ScheduleFlush();
@@ -194,7 +198,7 @@ void MemoryTransport::Close() {
     ForceClose(absl::OkStatus());
     return;
   }
-  if (buffer_.empty()) {
+  if (buffer_.empty() && !flushing_) {
     SendEofToPeer();
     FinishClose(/*now=*/false);
   } else {

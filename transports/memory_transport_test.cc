@@ -227,5 +227,57 @@ TEST_F(MemoryTransportTest, AWriteToAPeerThatIsClosingEndsInAReset) {
   EXPECT_EQ(a_log.back(), "lost:UNAVAILABLE");
 }
 
+TEST_F(MemoryTransportTest, ACloseInsideResumeWritingFlushesEverythingFirst) {
+  class ClosesOnResume final : public Protocol {
+   public:
+    void ConnectionMade(Transport& transport) override { transport_ = &transport; }
+    void ResumeWriting() override { transport_->Close(); }
+    Transport* transport_ = nullptr;
+  };
+  std::vector<std::string> log;
+  class Receiver final : public Protocol {
+   public:
+    explicit Receiver(std::vector<std::string>& log) : log_(log) {}
+    void ConnectionMade(Transport& transport) override { transport_ = &transport; }
+    void DataReceived(std::string_view data) override { bytes += data.size(); }
+    bool EofReceived() override {
+      log_.push_back(absl::StrCat("eof after ", bytes));
+      return false;
+    }
+    std::vector<std::string>& log_;
+    Transport* transport_ = nullptr;
+    size_t bytes = 0;
+  };
+  auto closes = std::make_unique<ClosesOnResume>();
+  ClosesOnResume* sender = closes.get();
+  auto receiving = std::make_unique<Receiver>(log);
+  Receiver* receiver = receiving.get();
+  ConnectInMemory(*loop_, std::move(closes), std::move(receiving));
+  loop_->RunUntilIdle();
+  receiver->transport_->PauseReading();
+  sender->transport_->Write(std::string(100000, 'a'));  // Paused.
+  receiver->transport_->ResumeReading();
+  loop_->RunUntilIdle();
+  // The flush resumed the sender, which closed: every byte, then the EOF.
+  EXPECT_THAT(log, ElementsAre("eof after 100000"));
+}
+
+TEST_F(MemoryTransportTest, WritingPastTheOverflowLimitClosesTheConnection) {
+  // A protocol that ignores PauseWriting, behind a peer that never reads.
+  std::vector<std::string> log;
+  MemoryTransport& transport = MemoryTransport::Create(
+      *loop_, std::make_unique<ShoutProtocol>(log, absl::ZeroDuration()));
+  loop_->RunUntilIdle();
+  transport.SetPeerReading(false);
+  EXPECT_EQ(transport.SetWriteBufferOverflowLimit(1000).code(),
+            absl::StatusCode::kInvalidArgument);  // Not above high.
+  ASSERT_TRUE(transport.SetWriteBufferOverflowLimit(256 * 1024).ok());
+  std::string line(1000, 'x');
+  line.back() = '\n';
+  for (int i = 0; i < 300; ++i) transport.DeliverFromPeer(line);
+  loop_->RunUntilIdle();
+  EXPECT_THAT(log, ElementsAre("made", "pause", "lost:RESOURCE_EXHAUSTED"));
+}
+
 }  // namespace
 }  // namespace sluice

@@ -35,8 +35,9 @@ class PassthroughTransport final : public TransportLayer {
   // Transport.
   void Close() override;
   void Abort() override { ForceClose(absl::OkStatus()); }
-  absl::Status SetWriteBufferLimits(std::optional<size_t> high,
-                                    std::optional<size_t> low) override;
+  absl::Status SetWriteBufferLimits(
+      std::optional<size_t> high = std::nullopt,
+      std::optional<size_t> low = std::nullopt) override;
   WriteBufferLimits GetWriteBufferLimits() const override;
   void Write(std::string_view data) override;
   void Writev(std::span<const std::string_view> buffers) override;

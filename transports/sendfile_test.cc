@@ -260,6 +260,71 @@ TEST_F(SendFileTest, APipeIsRefusedClearly) {
   close(fds[1]);
 }
 
+// Aborts its transport as soon as it is paused.
+class AbortsOnPause : public Protocol {
+ public:
+  explicit AbortsOnPause(Transport& transport) : transport_(transport) {}
+  void PauseWriting() override { transport_.Abort(); }
+
+ private:
+  Transport& transport_;
+};
+
+TEST_F(SendFileTest, AnAbortInsideThePauseThatAFileBlockCausesEndsTheSend) {
+  // No pause while the filler is written; then limits just above what is
+  // buffered, so the first block of the file lifts it above high.
+  ASSERT_TRUE(transport_->SetWriteBufferLimits(size_t{1} << 30, 0).ok());
+  transport_->Write(Pattern(8 << 20, 11));
+  const size_t buffered = transport_->GetWriteBufferSize();
+  ASSERT_GT(buffered, 0u);
+  std::unique_ptr<Protocol> recorder =
+      transport_->SetProtocol(std::make_unique<AbortsOnPause>(*transport_));
+  ASSERT_TRUE(
+      transport_->SetWriteBufferLimits(buffered + 1000, buffered + 500).ok());
+  int file = TempFile(Pattern(4 << 20, 12));
+  absl::StatusOr<size_t> sent = Await(transport_->SendFile(file));
+  EXPECT_EQ(sent.status().code(), absl::StatusCode::kUnavailable)
+      << sent.status();
+  close(file);
+}
+
+// Sends a file from inside ResumeWriting, once.
+class SendsFileOnResume : public Protocol {
+ public:
+  SendsFileOnResume(SocketTransport& transport, int file)
+      : transport_(transport), file_(file) {}
+  void ResumeWriting() override {
+    if (!sending_.has_value()) sending_ = transport_.SendFile(file_);
+  }
+  std::optional<Future<absl::StatusOr<size_t>>>& sending() { return sending_; }
+
+ private:
+  SocketTransport& transport_;
+  const int file_;
+  std::optional<Future<absl::StatusOr<size_t>>> sending_;
+};
+
+TEST_F(SendFileTest, ASendFileStartedInResumeWritingKeepsItsOrder) {
+  // Low 0: the resume comes when the buffer is empty, so the file goes the
+  // native way, from inside the drain.
+  const std::string filler = Pattern(8 << 20, 13);
+  const std::string contents = Pattern(4 << 20, 14);
+  int file = TempFile(contents);
+  auto owned = std::make_unique<SendsFileOnResume>(*transport_, file);
+  SendsFileOnResume* protocol = owned.get();
+  std::unique_ptr<Protocol> recorder = transport_->SetProtocol(std::move(owned));
+  ASSERT_TRUE(transport_->SetWriteBufferLimits(64 * 1024, 0).ok());
+  transport_->Write(filler);  // Paused.
+  StartReading();
+  ASSERT_TRUE(loop_->RunUntil([&] { return protocol->sending().has_value(); }));
+  absl::StatusOr<size_t> sent = Await(*protocol->sending());
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  const std::string expected = filler + contents;
+  ASSERT_TRUE(loop_->RunUntil([&] { return received_.size() >= expected.size(); }));
+  EXPECT_TRUE(received_ == expected);
+  close(file);
+}
+
 TEST(SendFileUnixTest, APeerThatClosedIsAnErrorNotSigpipe) {
   auto loop = EventLoop::Create().value();
   int pair[2];

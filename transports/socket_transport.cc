@@ -203,9 +203,16 @@ void SocketTransport::HandleWritable() {
     }
     return;
   }
+  const size_t sent = static_cast<size_t>(n);
+  if (file_send_.has_value() && !file_send_->native) {
+    // The next blocks of a copied file go in before the sent bytes leave,
+    // so that the buffer never looks drained in between: the protocol
+    // stays paused for the file instead of flapping at every block.
+    FeedFile(/*leaving=*/sent);
+    if (lost_) return;
+  }
   // May resume the protocol, which may write again, refilling the buffer.
-  buffer_.Consume(static_cast<size_t>(n));
-  if (file_send_.has_value() && !lost_) FeedFile();
+  buffer_.Consume(sent);
   if (!buffer_.empty() || lost_) return;
   UpdateInterest();
   AfterFlush(/*from_loop=*/true);
@@ -309,16 +316,18 @@ void SocketTransport::ContinueNativeFileSend() {
   FinishFileSend(file.sent);
 }
 
-void SocketTransport::FeedFile() {
-  FileSend& file = *file_send_;
+void SocketTransport::FeedFile(size_t leaving) {
   // Not the thread's receive buffer: SendFile may be called from inside a
   // DataReceived that is still reading it.
-  if (file.block == nullptr) file.block = std::make_unique<char[]>(kFileBlock);
-  char* block = file.block.get();
+  if (file_send_->block == nullptr) {
+    file_send_->block = std::make_unique<char[]>(kFileBlock);
+  }
   bool ended = false;
-  while (file.remaining > 0 && buffer_.size() <= buffer_.limits().low) {
-    ssize_t n =
-        pread(file.fd, block, std::min(file.remaining, kFileBlock), file.offset);
+  while (file_send_->remaining > 0 &&
+         buffer_.size() - leaving <= buffer_.limits().low) {
+    FileSend& file = *file_send_;
+    ssize_t n = pread(file.fd, file.block.get(),
+                      std::min(file.remaining, kFileBlock), file.offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       FinishFileSend(absl::ErrnoToStatus(errno, "SendFile: read"));
@@ -328,12 +337,14 @@ void SocketTransport::FeedFile() {
       ended = true;
       break;
     }
-    buffer_.Append(std::string_view(block, static_cast<size_t>(n)));
     file.offset += n;
     file.remaining -= static_cast<size_t>(n);
     file.sent += static_cast<size_t>(n);
+    // May pause the protocol, which may abort: then the send is gone.
+    buffer_.Append(std::string_view(file.block.get(), static_cast<size_t>(n)));
+    if (lost_ || !file_send_.has_value()) return;
   }
-  if (file.remaining == 0 || ended) FinishFileSend(file.sent);
+  if (file_send_->remaining == 0 || ended) FinishFileSend(file_send_->sent);
 }
 
 void SocketTransport::FinishFileSend(absl::StatusOr<size_t> result) {
@@ -404,8 +415,9 @@ void SocketTransport::BufferRemainder(std::span<const std::string_view> buffers,
       sent -= buffer.size();
       continue;
     }
-    buffer_.Append(buffer.substr(sent));  // May pause the protocol.
+    buffer_.Append(buffer.substr(sent));  // May pause the protocol...
     sent = 0;
+    if (lost_) return;  // ... which may abort.
   }
   UpdateInterest();
 }

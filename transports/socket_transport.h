@@ -55,7 +55,8 @@ class SocketTransport final : public StreamTransportCore,
   // flow control as Write. Either way the file is read on the loop's thread
   // (a cold page cache blocks the loop). Writes made meanwhile are sent
   // after the file. `file_fd` must stay open until completion; its file
-  // offset is not used or moved. May be called from inside DataReceived.
+  // offset is not used or moved. May be called from inside DataReceived;
+  // like Write, may call PauseWriting.
   // kFailedPrecondition while closing or while another SendFile runs,
   // kInvalidArgument for a pipe, socket or device (they have no offsets)
   // and for an offset past the end, and the connection's error if it is
@@ -103,7 +104,9 @@ class SocketTransport final : public StreamTransportCore,
   // SendFile's two ways: sendfile(2) straight to the socket, or blocks of
   // the file appended to the write buffer while it is at or below low.
   void ContinueNativeFileSend();
-  void FeedFile();
+  // Appends blocks while the buffer, less the `leaving` bytes about to be
+  // consumed, is at or below low.
+  void FeedFile(size_t leaving = 0);
   void FinishFileSend(absl::StatusOr<size_t> result);
   // Once the write buffer is empty: a pending Close or WriteEof.
   void AfterFlush(bool from_loop);

@@ -64,6 +64,14 @@ class TransportCore : public Interface {
   // Whether the protocol is between PauseWriting and ResumeWriting.
   bool write_paused() const { return write_pauses_ != 0; }
 
+  // The hard limit above high: a protocol that keeps writing past it (it
+  // ignores PauseWriting, or its peer never reads) has the transport
+  // closed with kResourceExhausted. 0 (the default): no limit.
+  // kInvalidArgument unless above the high watermark.
+  absl::Status SetWriteBufferOverflowLimit(size_t bytes) {
+    return buffer_.SetOverflowLimit(bytes);
+  }
+
  protected:
   TransportCore(EventLoop& loop, std::unique_ptr<P> protocol)
       : loop_(loop),
@@ -118,10 +126,18 @@ class TransportCore : public Interface {
   void MakeConnection() {
     if (connection_made_ || lost_) return;
     connection_made_ = true;
-    if (Call("protocol ConnectionMade() failed",
-             [this] { protocol_->ConnectionMade(*this); }) &&
-        !start_error_.ok()) {
+    if (!Call("protocol ConnectionMade() failed",
+              [this] { protocol_->ConnectionMade(*this); })) {
+      return;
+    }
+    if (!start_error_.ok()) {
       ForceClose(start_error_);
+    } else if (write_paused()) {
+      // Paused before the protocol was connected: it learns it now.
+      CallProtocol(loop_, "protocol PauseWriting() failed",
+                   [this] { return Describe(); },
+                   [this] { protocol_->PauseWriting(); })
+          .IgnoreError();
     }
   }
 
@@ -191,10 +207,12 @@ class TransportCore : public Interface {
   }
 
   // Pause reasons: the protocol hears of the first and of the last.
+  // Before ConnectionMade (a layer below pausing during a handshake) the
+  // reasons are kept and the protocol hears of them once it is connected.
   void AddWritePause(WritePause reason) {
     const bool was_paused = write_paused();
     write_pauses_ |= static_cast<uint32_t>(reason);
-    if (was_paused || lost_) return;
+    if (was_paused || lost_ || !connection_made_) return;
     // Failures of PauseWriting and ResumeWriting are only reported (as in
     // asyncio): the state has changed all the same.
     CallProtocol(loop_, "protocol PauseWriting() failed",
@@ -205,7 +223,7 @@ class TransportCore : public Interface {
   void RemoveWritePause(WritePause reason) {
     if ((write_pauses_ & static_cast<uint32_t>(reason)) == 0) return;
     write_pauses_ &= ~static_cast<uint32_t>(reason);
-    if (write_paused() || lost_) return;
+    if (write_paused() || lost_ || !connection_made_) return;
     CallProtocol(loop_, "protocol ResumeWriting() failed",
                  [this] { return Describe(); },
                  [this] { protocol_->ResumeWriting(); })

@@ -123,17 +123,10 @@ std::string StreamState::TakeFront(size_t n) {
   // than an allocation. Small reads copy into a string from malloc's
   // per-thread cache and the buffer keeps its capacity. Never when the
   // buffer is mostly spare capacity, which would stay with the caller.
-  // A large read that leaves less than it takes hands the buffer over too,
-  // and copies what it leaves into a new one: the smaller copy.
   constexpr size_t kHandOverMin = 16 * 1024;
-  const size_t rest = buffered_size() - n;
-  if (n >= kHandOverMin && start_ == 0 && rest < n &&
+  if (n >= kHandOverMin && start_ == 0 && n == buffer_.size() &&
       buffer_.capacity() <= 2 * n) {
     std::string taken = std::exchange(buffer_, std::string());
-    if (rest > 0) {
-      buffer_.assign(taken, n, rest);
-      taken.resize(n);
-    }
     MaybeResumeReading();
     return taken;
   }

@@ -535,6 +535,28 @@ TEST_P(TransportConformanceTest, SetWriteBufferLimitsValidatesAndDefaults) {
   EXPECT_THAT(record_.events, ElementsAre("made"));
 }
 
+TEST_P(TransportConformanceTest, RaisingLowWhilePausedResumesOnlyFromTheLoop) {
+  ASSERT_TRUE(Connect());
+  Transport& t = transport();
+  peer_->StopReading();
+  ASSERT_TRUE(FillUntil([&] { return record_.paused; }));
+  {
+    // A low above what is buffered: no resume inside this call, nor inside
+    // the writes that follow (Record flags a ResumeWriting inside Write).
+    InCall call(*this, "SetWriteBufferLimits");
+    ASSERT_TRUE(t.SetWriteBufferLimits(kHugeHigh, kHugeHigh - 1).ok());
+  }
+  Write(Pattern(kKiB));
+  Write(Pattern(kKiB));
+  EXPECT_TRUE(record_.paused);
+  peer_->StartReading();
+  ASSERT_TRUE(WaitFor([&] { return !record_.paused; }, "ResumeWriting"));
+  EXPECT_EQ(record_.flow.back().during, "");
+  ASSERT_TRUE(WaitFor([&] { return peer_->received().size() >= sent_.size(); },
+                      "every byte at the peer"));
+  EXPECT_TRUE(SameBytes(peer_->received(), sent_));
+}
+
 TEST_P(TransportConformanceTest, SetWriteBufferLimitsAppliesToLiveTransport) {
   ASSERT_TRUE(Connect());
   Transport& t = transport();
