@@ -325,6 +325,69 @@ void TransportConformanceTest::WriteTwiceAfterTheEnd() {
   transport().Write("after-2");
 }
 
+void TransportConformanceTest::EndInsideCallback(EndInside where, bool abort) {
+  auto end = [this, abort] {
+    if (abort) {
+      record_.transport->Abort();
+    } else {
+      record_.transport->Close();
+    }
+  };
+  switch (where) {
+    case EndInside::kConnectionMade:
+      record_.on_made = [end](Transport& t) {
+        t.Write("bye");
+        end();
+      };
+      break;
+    case EndInside::kDataReceived:
+      record_.on_data = [this, end](std::string_view) {
+        record_.transport->Write("bye");
+        end();
+      };
+      break;
+    case EndInside::kEofReceived:
+      record_.on_eof = [this, end] {
+        record_.transport->Write("bye");
+        end();
+        return true;
+      };
+      break;
+    case EndInside::kPauseWriting:
+      record_.on_pause = end;
+      break;
+    case EndInside::kResumeWriting:
+      record_.on_resume = end;
+      break;
+  }
+  ASSERT_TRUE(Connect());
+  const bool flow = where == EndInside::kPauseWriting ||
+                    where == EndInside::kResumeWriting;
+  if (where == EndInside::kDataReceived) peer_->Write("hi");
+  if (where == EndInside::kEofReceived) peer_->ShutdownWrite();
+  if (flow) {
+    peer_->StopReading();
+    ASSERT_TRUE(FillUntil([&] {
+      return record_.paused || record_.transport == nullptr ||
+             record_.transport->IsClosing();
+    }));
+    peer_->StartReading();
+  }
+  ASSERT_TRUE(WaitForLost());
+  EXPECT_TRUE(record_.lost->ok()) << *record_.lost;
+  EXPECT_EQ(record_.events.back(), "lost:OK");
+  if (abort) return;
+  // A close flushes first: the peer gets every byte, then the EOF.
+  ASSERT_TRUE(WaitFor([&] { return peer_->saw_eof(); }, "EOF at the peer"));
+  if (flow) {
+    ASSERT_TRUE(WaitFor([&] { return peer_->received().size() >= sent_.size(); },
+                        "every byte at the peer"));
+    EXPECT_TRUE(SameBytes(peer_->received(), sent_));
+  } else {
+    EXPECT_EQ(peer_->received(), "bye");
+  }
+}
+
 std::vector<LoopError> TransportConformanceTest::TakeErrors() {
   return std::exchange(errors_, {});
 }
@@ -419,6 +482,26 @@ TEST_P(TransportConformanceTest, CloseFromInsideDataReceived) {
   EXPECT_EQ(peer_->received(), "bye");
   EXPECT_THAT(record_.events, ElementsAre("made", "data", "lost:OK"));
 }
+
+// Close or Abort from inside each callback: the transport ends once, with
+// ConnectionLost(OK) last; Close still delivers what was written before
+// it, Abort may drop it. (Record turns any callback after ConnectionLost,
+// and any callback run synchronously inside those calls, into a failure.)
+#define SLUICE_END_INSIDE_TEST(where, abort, name)   \
+  TEST_P(TransportConformanceTest, name) {           \
+    EndInsideCallback(EndInside::where, abort);      \
+  }
+SLUICE_END_INSIDE_TEST(kConnectionMade, false, CloseInsideConnectionMade)
+SLUICE_END_INSIDE_TEST(kConnectionMade, true, AbortInsideConnectionMade)
+SLUICE_END_INSIDE_TEST(kDataReceived, false, CloseInsideDataReceivedFlushes)
+SLUICE_END_INSIDE_TEST(kDataReceived, true, AbortInsideDataReceived)
+SLUICE_END_INSIDE_TEST(kEofReceived, false, CloseInsideEofReceived)
+SLUICE_END_INSIDE_TEST(kEofReceived, true, AbortInsideEofReceived)
+SLUICE_END_INSIDE_TEST(kPauseWriting, false, CloseInsidePauseWriting)
+SLUICE_END_INSIDE_TEST(kPauseWriting, true, AbortInsidePauseWriting)
+SLUICE_END_INSIDE_TEST(kResumeWriting, false, CloseInsideResumeWriting)
+SLUICE_END_INSIDE_TEST(kResumeWriting, true, AbortInsideResumeWriting)
+#undef SLUICE_END_INSIDE_TEST
 
 // --- 2. Peer reset. ---
 

@@ -287,6 +287,17 @@ class TransportConformanceTest
   // WriteEof): both writes must be dropped.
   void WriteTwiceAfterTheEnd();
 
+  // Connects with Close (or Abort) called from inside the callback `where`
+  // and checks how the connection ends.
+  enum class EndInside {
+    kConnectionMade,
+    kDataReceived,
+    kEofReceived,
+    kPauseWriting,
+    kResumeWriting,
+  };
+  void EndInsideCallback(EndInside where, bool abort);
+
   // Removes and returns the errors the loop's error handler received.
   std::vector<LoopError> TakeErrors();
 
