@@ -561,6 +561,16 @@ void EventLoop::Release(LoopOwned* object) {
   owned_.erase(it);
 }
 
+void internal::CoroutineOwnership::Adopt(EventLoop& loop,
+                                         std::coroutine_handle<> handle) {
+  loop.AdoptCoroutine(handle);
+}
+
+void internal::CoroutineOwnership::Release(EventLoop& loop,
+                                           std::coroutine_handle<> handle) {
+  loop.ReleaseCoroutine(handle);
+}
+
 void EventLoop::AdoptCoroutine(std::coroutine_handle<> handle) {
   coroutines_.insert(handle.address());
 }

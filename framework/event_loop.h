@@ -25,6 +25,16 @@
 namespace sluice {
 
 class EventLoop;
+template <class Interface, class P>
+class TransportCore;
+
+namespace internal {
+// Spawn's access to the loop's ownership of coroutine frames (task.h).
+struct CoroutineOwnership {
+  static void Adopt(EventLoop& loop, std::coroutine_handle<> handle);
+  static void Release(EventLoop& loop, std::coroutine_handle<> handle);
+};
+}  // namespace internal
 
 // A callback scheduled on the loop. Invoked at most once.
 using Callback = absl::AnyInvocable<void()>;
@@ -257,19 +267,26 @@ class EventLoop {
   // for running work to finish.
   void RunInExecutor(absl::AnyInvocable<void()> work);
 
+  // The loop's ownership of root transports and spawned coroutines is not
+  // API: a user who released a live transport would destroy it without its
+  // ConnectionLost. Only the transport core and Spawn reach it.
+  template <class Interface, class P>
+  friend class TransportCore;
+  friend struct internal::CoroutineOwnership;
+
+ private:
+  friend class Handle;
+
   // Takes ownership of `object` until Release(object) or the loop's end.
   LoopOwned& Adopt(std::unique_ptr<LoopOwned> object);
   // Destroys an adopted object at the end of the current iteration (it may
   // be the caller). No-op for an object the loop does not own.
   void Release(LoopOwned* object);
 
-  // For framework/task.h: the loop owns the frames of spawned coroutines and
-  // destroys those still suspended when it is destroyed.
+  // The loop owns the frames of spawned coroutines and destroys those
+  // still suspended when it is destroyed.
   void AdoptCoroutine(std::coroutine_handle<> handle);
   void ReleaseCoroutine(std::coroutine_handle<> handle);
-
- private:
-  friend class Handle;
 
   struct ReadyEntry {
     uint64_t id;

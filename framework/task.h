@@ -195,11 +195,11 @@ Future<T> Spawn(EventLoop& loop, Task<T> task) {
     future.SetResult(T(absl::InvalidArgumentError("spawned an empty Task")));
     return future;
   }
-  loop.AdoptCoroutine(handle);
+  internal::CoroutineOwnership::Adopt(loop, handle);
   handle.promise().on_detached_done_ =
       [future](typename internal::TaskPromise<T>::Handle done) mutable {
         T result = std::move(*done.promise().result_);
-        future.loop().ReleaseCoroutine(done);
+        internal::CoroutineOwnership::Release(future.loop(), done);
         done.destroy();
         future.SetResult(std::move(result));
       };
@@ -207,7 +207,7 @@ Future<T> Spawn(EventLoop& loop, Task<T> task) {
       [handle] { handle.promise().cancel_slot().Cancel(); });
   loop.CallSoon([handle, future]() mutable {
     if (handle.promise().cancel_slot().TakePending()) {
-      future.loop().ReleaseCoroutine(handle);
+      internal::CoroutineOwnership::Release(future.loop(), handle);
       handle.destroy();
       future.SetResult(T(absl::CancelledError("task cancelled")));
       return;

@@ -235,7 +235,7 @@ void DatagramSocketTransport::OnConnectionLost() {
   report_errors_.Cancel();
   pending_errors_.clear();
   RemoveOwnFile();
-  loop_.Release(this);
+  ReleaseFromLoop(this);
 }
 
 namespace {

@@ -241,7 +241,7 @@ void MemoryTransport::OnConnectionLost() {
     }
   }
   if (options_.on_lost) options_.on_lost();
-  loop_.Release(this);
+  ReleaseFromLoop(this);
 }
 
 std::pair<MemoryTransport*, MemoryTransport*> ConnectInMemory(

@@ -462,7 +462,7 @@ void SocketTransport::OnConnectionLost() {
     closed_callback_ = nullptr;
     callback();
   }
-  loop_.Release(this);
+  ReleaseFromLoop(this);
 }
 
 }  // namespace sluice

@@ -122,6 +122,10 @@ class TransportCore : public Interface {
     closing_ = true;
   }
 
+  // A root transport gives itself back to the loop after its loss: it is
+  // destroyed at the end of the iteration.
+  void ReleaseFromLoop(LoopOwned* self) { loop_.Release(self); }
+
   // Runs ConnectionMade once (a layer calls it when its connection is up).
   void MakeConnection() {
     if (connection_made_ || lost_) return;
