@@ -527,13 +527,15 @@ TEST(EventLoopTest, UncatchableSignalsAreRejected) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Sets its flag when destroyed.
+struct Tracked {
+  explicit Tracked(bool& destroyed) : destroyed(destroyed) {}
+  ~Tracked() { destroyed = true; }
+  bool& destroyed;
+};
+
 TEST(EventLoopTest, DeleteSoonDefersToTheEndOfTheIteration) {
   auto loop = NewLoop();
-  struct Tracked {
-    explicit Tracked(bool& destroyed) : destroyed(destroyed) {}
-    ~Tracked() { destroyed = true; }
-    bool& destroyed;
-  };
   bool destroyed = false;
   bool destroyed_during_iteration = true;
   loop->CallSoon([&] {
@@ -575,11 +577,6 @@ TEST(EventLoopTest, DeletionsDeferredByADestructorAlsoRun) {
 
 TEST(EventLoopTest, RunUntilDoneInTheReadyCallbacksStillRunsDeletions) {
   auto loop = NewLoop();
-  struct Tracked {
-    explicit Tracked(bool& destroyed) : destroyed(destroyed) {}
-    ~Tracked() { destroyed = true; }
-    bool& destroyed;
-  };
   bool destroyed = false;
   bool released = false;
   loop->CallSoon([&] {

@@ -65,6 +65,10 @@ class WatermarkBuffer {
   // WriteBuffer's operations, each followed by the checks.
   void Append(std::string_view data);
   void Consume(size_t n);
+  // Consume without the checks, for an owner that refills first (so the
+  // buffer does not look drained in between) and then calls Recheck.
+  void ConsumeUnchecked(size_t n) { buffer_.Consume(n); }
+  void Recheck() { Check(/*may_fall=*/true); }
   // Drops everything (the outside count too) without running `below_low`:
   // a buffer is cleared when its connection is going.
   void Clear();

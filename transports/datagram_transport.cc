@@ -54,6 +54,7 @@ DatagramSocketTransport::DatagramSocketTransport(
 
 DatagramSocketTransport::~DatagramSocketTransport() {
   report_errors_.Cancel();
+  RemoveOwnFile();  // Also when the loop ends with the endpoint open.
   if (fd_ >= 0) {
     if (watched_) loop_.UnwatchFd(fd_);
     close(fd_);

@@ -314,7 +314,8 @@ TEST_F(SendFileTest, ASendFileStartedInResumeWritingKeepsItsOrder) {
   SendsFileOnResume* protocol = owned.get();
   std::unique_ptr<Protocol> recorder = transport_->SetProtocol(std::move(owned));
   ASSERT_TRUE(transport_->SetWriteBufferLimits(64 * 1024, 0).ok());
-  transport_->Write(filler);  // Paused.
+  transport_->Write(filler);
+  ASSERT_TRUE(transport_->IsWritingPaused());
   StartReading();
   ASSERT_TRUE(loop_->RunUntil([&] { return protocol->sending().has_value(); }));
   absl::StatusOr<size_t> sent = Await(*protocol->sending());

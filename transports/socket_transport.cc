@@ -205,14 +205,17 @@ void SocketTransport::HandleWritable() {
   }
   const size_t sent = static_cast<size_t>(n);
   if (file_send_.has_value() && !file_send_->native) {
-    // The next blocks of a copied file go in before the sent bytes leave,
-    // so that the buffer never looks drained in between: the protocol
-    // stays paused for the file instead of flapping at every block.
-    FeedFile(/*leaving=*/sent);
+    // The next blocks of a copied file go in before the watermarks look at
+    // the drained buffer: the protocol stays paused for the file instead
+    // of resuming and pausing again at every block.
+    buffer_.ConsumeUnchecked(sent);
+    FeedFile();
     if (lost_) return;
+    buffer_.Recheck();
+  } else {
+    // May resume the protocol, which may write again, refilling the buffer.
+    buffer_.Consume(sent);
   }
-  // May resume the protocol, which may write again, refilling the buffer.
-  buffer_.Consume(sent);
   if (!buffer_.empty() || lost_) return;
   UpdateInterest();
   AfterFlush(/*from_loop=*/true);
@@ -316,7 +319,7 @@ void SocketTransport::ContinueNativeFileSend() {
   FinishFileSend(file.sent);
 }
 
-void SocketTransport::FeedFile(size_t leaving) {
+void SocketTransport::FeedFile() {
   // Not the thread's receive buffer: SendFile may be called from inside a
   // DataReceived that is still reading it.
   if (file_send_->block == nullptr) {
@@ -324,7 +327,7 @@ void SocketTransport::FeedFile(size_t leaving) {
   }
   bool ended = false;
   while (file_send_->remaining > 0 &&
-         buffer_.size() - leaving <= buffer_.limits().low) {
+         buffer_.size() <= buffer_.limits().low) {
     FileSend& file = *file_send_;
     ssize_t n = pread(file.fd, file.block.get(),
                       std::min(file.remaining, kFileBlock), file.offset);

@@ -104,9 +104,8 @@ class SocketTransport final : public StreamTransportCore,
   // SendFile's two ways: sendfile(2) straight to the socket, or blocks of
   // the file appended to the write buffer while it is at or below low.
   void ContinueNativeFileSend();
-  // Appends blocks while the buffer, less the `leaving` bytes about to be
-  // consumed, is at or below low.
-  void FeedFile(size_t leaving = 0);
+  // Appends blocks of the file while the buffer is at or below low.
+  void FeedFile();
   void FinishFileSend(absl::StatusOr<size_t> result);
   // Once the write buffer is empty: a pending Close or WriteEof.
   void AfterFlush(bool from_loop);

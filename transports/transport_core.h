@@ -136,12 +136,9 @@ class TransportCore : public Interface {
     }
     if (!start_error_.ok()) {
       ForceClose(start_error_);
-    } else if (write_paused()) {
+    } else {
       // Paused before the protocol was connected: it learns it now.
-      CallProtocol(loop_, "protocol PauseWriting() failed",
-                   [this] { return Describe(); },
-                   [this] { protocol_->PauseWriting(); })
-          .IgnoreError();
+      TellWritePause();
     }
   }
 
@@ -214,24 +211,34 @@ class TransportCore : public Interface {
   // Before ConnectionMade (a layer below pausing during a handshake) the
   // reasons are kept and the protocol hears of them once it is connected.
   void AddWritePause(WritePause reason) {
-    const bool was_paused = write_paused();
     write_pauses_ |= static_cast<uint32_t>(reason);
-    if (was_paused || lost_ || !connection_made_) return;
-    // Failures of PauseWriting and ResumeWriting are only reported (as in
-    // asyncio): the state has changed all the same.
-    CallProtocol(loop_, "protocol PauseWriting() failed",
-                 [this] { return Describe(); },
-                 [this] { protocol_->PauseWriting(); })
-        .IgnoreError();
+    TellWritePause();
   }
   void RemoveWritePause(WritePause reason) {
     if ((write_pauses_ & static_cast<uint32_t>(reason)) == 0) return;
     write_pauses_ &= ~static_cast<uint32_t>(reason);
-    if (write_paused() || lost_ || !connection_made_) return;
-    CallProtocol(loop_, "protocol ResumeWriting() failed",
-                 [this] { return Describe(); },
-                 [this] { protocol_->ResumeWriting(); })
-        .IgnoreError();
+    TellWritePause();
+  }
+  // Brings the protocol's view (what it was last told) to the reasons'
+  // state: one PauseWriting or ResumeWriting per change, none before
+  // ConnectionMade or after the loss. The view changes before the call, so
+  // a callback that writes (and pauses or resumes again) stays in step.
+  void TellWritePause() {
+    if (lost_ || !connection_made_ || write_paused() == told_paused_) return;
+    told_paused_ = write_paused();
+    // Failures of PauseWriting and ResumeWriting are only reported (as in
+    // asyncio): the state has changed all the same.
+    if (told_paused_) {
+      CallProtocol(loop_, "protocol PauseWriting() failed",
+                   [this] { return Describe(); },
+                   [this] { protocol_->PauseWriting(); })
+          .IgnoreError();
+    } else {
+      CallProtocol(loop_, "protocol ResumeWriting() failed",
+                   [this] { return Describe(); },
+                   [this] { protocol_->ResumeWriting(); })
+          .IgnoreError();
+    }
   }
 
   // The buffer passed its overflow limit: a protocol that ignored
@@ -246,6 +253,7 @@ class TransportCore : public Interface {
   std::unique_ptr<P> protocol_;
   WatermarkBuffer buffer_;
   uint32_t write_pauses_ = 0;
+  bool told_paused_ = false;  // What the protocol was last told.
   absl::Status start_error_;
   bool connection_made_ = false;
   bool closing_ = false;  // Close, Abort or a fatal error began.

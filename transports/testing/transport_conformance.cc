@@ -640,6 +640,20 @@ TEST_P(TransportConformanceTest, RaisingLowWhilePausedResumesOnlyFromTheLoop) {
   EXPECT_TRUE(SameBytes(peer_->received(), sent_));
 }
 
+TEST_P(TransportConformanceTest, APauseInsideConnectionMadeIsToldOnce) {
+  record_.on_made = [this](Transport& t) {
+    peer_->StopReading();
+    t.Write(Pattern(kBeyondPeerBuffering));
+  };
+  ASSERT_TRUE(Connect());
+  EXPECT_TRUE(record_.paused);
+  peer_->StartReading();
+  ASSERT_TRUE(WaitFor([&] { return !record_.paused; }, "ResumeWriting"));
+  EXPECT_THAT(record_.events, ElementsAre("made", "pause", "resume"));
+  transport().Close();
+  ASSERT_TRUE(WaitForLost());
+}
+
 TEST_P(TransportConformanceTest, SetWriteBufferLimitsAppliesToLiveTransport) {
   ASSERT_TRUE(Connect());
   Transport& t = transport();
