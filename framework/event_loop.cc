@@ -70,6 +70,9 @@ struct ThreadsafeQueue {
   explicit ThreadsafeQueue(int wakeup_fd) : wakeup_fd(wakeup_fd) {}
   ~ThreadsafeQueue() { close(wakeup_fd); }
 
+  // Queues `callback` and wakes the loop; kFailedPrecondition once closed.
+  absl::Status Post(Callback callback);
+
   // Closed by the loop's destructor; the fd stays open until the last
   // handle is gone, so a late writer never hits a reused descriptor.
   const int wakeup_fd;
@@ -78,31 +81,35 @@ struct ThreadsafeQueue {
   bool closed = false;              // Guarded by mutex.
 };
 
-}  // namespace event_loop_internal
-
-absl::Status ThreadsafeHandle::CallSoon(
-    absl::AnyInvocable<void()> callback) const {
+absl::Status ThreadsafeQueue::Post(Callback callback) {
   bool was_empty;
   {
-    std::unique_lock<std::mutex> lock(queue_->mutex);
-    if (queue_->closed) {
+    std::unique_lock<std::mutex> lock(mutex);
+    if (closed) {
       lock.unlock();
       callback = nullptr;  // Its destructor may post again: not under lock.
       return absl::FailedPreconditionError(
           "CallSoon from another thread: the event loop is closed");
     }
-    was_empty = queue_->callbacks.empty();
-    queue_->callbacks.push_back(std::move(callback));
+    was_empty = callbacks.empty();
+    callbacks.push_back(std::move(callback));
   }
   // One wake-up per batch: the loop reads the eventfd before taking the
   // queue, so a push that finds the queue non-empty is covered by the
   // wake-up of the push that made it non-empty.
   if (was_empty) {
     uint64_t one = 1;
-    ssize_t n = write(queue_->wakeup_fd, &one, sizeof(one));
+    ssize_t n = write(wakeup_fd, &one, sizeof(one));
     (void)n;  // EAGAIN means the counter is saturated: a wake-up is pending.
   }
   return absl::OkStatus();
+}
+
+}  // namespace event_loop_internal
+
+absl::Status ThreadsafeHandle::CallSoon(
+    absl::AnyInvocable<void()> callback) const {
+  return queue_->Post(std::move(callback));
 }
 
 // Adapts asyncio-style AddReader/AddWriter callbacks to FdHandler.
@@ -273,7 +280,7 @@ Handle EventLoop::CallLater(absl::Duration delay, Callback callback) {
 void EventLoop::CallSoonThreadsafe(Callback callback) {
   // Refused only once the loop is being destroyed, which the caller rules
   // out (see the header).
-  GetThreadsafeHandle().CallSoon(std::move(callback)).IgnoreError();
+  threadsafe_->Post(std::move(callback)).IgnoreError();
 }
 
 void EventLoop::DrainThreadsafeQueue() {

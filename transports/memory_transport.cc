@@ -58,7 +58,12 @@ void MemoryTransport::Writev(std::span<const std::string_view> buffers) {
     return;
   }
   if (buffer_.empty() && !flushing_ && PeerAccepting()) {
-    // As a socket sends at once when nothing is queued.
+    // As a socket sends at once when nothing is queued (a single buffer
+    // without an intermediate copy).
+    if (buffers.size() == 1) {
+      SendToPeer(buffers[0]);
+      return;
+    }
     std::string bytes;
     bytes.reserve(total);
     for (std::string_view buffer : buffers) bytes.append(buffer);

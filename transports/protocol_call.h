@@ -12,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "framework/event_loop.h"
 #include "framework/exceptions.h"
-#include "framework/protocol.h"
 
 namespace sluice {
 
@@ -45,20 +44,6 @@ absl::StatusOr<std::unique_ptr<P>> MakeProtocol(
   }
 #endif
 }
-
-// The common part of every stream transport's SetProtocol (see
-// Transport::SetProtocol): refuses null (reported; `current` is kept and
-// null returned), installs `next` and tells the previous protocol it was
-// handed over. The transport then updates what it derives from the
-// protocol and calls PauseIfWritingPaused.
-std::unique_ptr<Protocol> SwapProtocol(EventLoop& loop,
-                                       std::unique_ptr<Protocol>& current,
-                                       std::unique_ptr<Protocol> next,
-                                       absl::FunctionRef<std::string()> where);
-// Tells a protocol just installed that the transport is paused for writing.
-void PauseIfWritingPaused(EventLoop& loop, Protocol& installed,
-                          bool write_paused,
-                          absl::FunctionRef<std::string()> where);
 
 // One receive buffer per thread, shared by the transports of the loop that
 // runs there: received data is only lent to a protocol for the duration of

@@ -155,8 +155,7 @@ void SocketTransport::HandleReadable() {
   if (!IsReading()) return;  // Paused by an earlier callback.
   char* into;
   size_t capacity;
-  // Looked up for every read: SetProtocol may have changed the kind.
-  BufferedProtocol* const buffered = protocol_->AsBufferedProtocol();
+  BufferedProtocol* const buffered = buffered_;  // Follows SetProtocol.
   if (buffered != nullptr) {
     std::span<char> lent = LendBuffer(*buffered, 0);
     if (lent.empty()) return;

@@ -8,12 +8,24 @@ namespace sluice {
 
 std::unique_ptr<Protocol> StreamTransportCore::SetProtocol(
     std::unique_ptr<Protocol> protocol) {
-  auto where = [this] { return Describe(); };
-  std::unique_ptr<Protocol> previous =
-      SwapProtocol(loop_, protocol_, std::move(protocol), where);
-  if (previous == nullptr) return nullptr;
-  PauseIfWritingPaused(loop_, *protocol_, write_paused(), where);
-  return previous;
+  if (protocol == nullptr) {
+    loop_.ReportError(LoopError{
+        "SetProtocol refused",
+        absl::InvalidArgumentError(absl::StrCat(
+            "SetProtocol(nullptr) on ", Describe(), ": the protocol is kept"))});
+    return nullptr;
+  }
+  std::swap(protocol_, protocol);
+  buffered_ = protocol_->AsBufferedProtocol();
+  // A failure is only reported: the handover has happened.
+  CallProtocol(
+      loop_, "protocol ConnectionHandedOver() failed",
+      [this] { return Describe(); }, [&] { protocol->ConnectionHandedOver(); })
+      .IgnoreError();
+  // The new protocol has been told nothing: it learns of a pause now.
+  told_paused_ = false;
+  TellWritePause();
+  return protocol;
 }
 
 size_t StreamTransportCore::DeliverData(std::string_view data) {
@@ -21,7 +33,9 @@ size_t StreamTransportCore::DeliverData(std::string_view data) {
   while (delivered < data.size()) {
     if (!IsReading() || lost_) break;  // Paused (or gone) meanwhile.
     std::string_view rest = data.substr(delivered);
-    BufferedProtocol* buffered = protocol_->AsBufferedProtocol();
+    // buffered_ follows SetProtocol, so a protocol that swaps itself out
+    // in BufferUpdated gets nothing more.
+    BufferedProtocol* const buffered = buffered_;
     if (buffered == nullptr) {
       if (!Call("protocol DataReceived() failed",
                 [&] { protocol_->DataReceived(rest); })) {

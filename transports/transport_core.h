@@ -228,17 +228,19 @@ class TransportCore : public Interface {
     told_paused_ = write_paused();
     // Failures of PauseWriting and ResumeWriting are only reported (as in
     // asyncio): the state has changed all the same.
-    if (told_paused_) {
-      CallProtocol(loop_, "protocol PauseWriting() failed",
-                   [this] { return Describe(); },
-                   [this] { protocol_->PauseWriting(); })
-          .IgnoreError();
-    } else {
-      CallProtocol(loop_, "protocol ResumeWriting() failed",
-                   [this] { return Describe(); },
-                   [this] { protocol_->ResumeWriting(); })
-          .IgnoreError();
-    }
+    CallProtocol(
+        loop_,
+        told_paused_ ? "protocol PauseWriting() failed"
+                     : "protocol ResumeWriting() failed",
+        [this] { return Describe(); },
+        [this] {
+          if (told_paused_) {
+            protocol_->PauseWriting();
+          } else {
+            protocol_->ResumeWriting();
+          }
+        })
+        .IgnoreError();
   }
 
   // The buffer passed its overflow limit: a protocol that ignored
@@ -285,14 +287,15 @@ class StreamTransportCore : public TransportCore<Transport, Protocol> {
 
  protected:
   StreamTransportCore(EventLoop& loop, std::unique_ptr<Protocol> protocol)
-      : TransportCore(loop, std::move(protocol)) {}
+      : TransportCore(loop, std::move(protocol)),
+        buffered_(protocol_->AsBufferedProtocol()) {}
 
   // The read-pause set went from empty to non-empty or back.
   virtual void ReadingChanged() {}
 
   // Hands `data` to the protocol: DataReceived, or a BufferedProtocol's
-  // GetBuffer / BufferUpdated, the protocol looked up afresh for every
-  // piece (one may swap itself out in BufferUpdated). Returns how much was
+  // GetBuffer / BufferUpdated, the current protocol for every piece (one
+  // may swap itself out in BufferUpdated). Returns how much was
   // delivered: all of it, unless reading stopped in the middle (the caller
   // keeps the rest) or a callback failed (the transport is closing).
   size_t DeliverData(std::string_view data);
@@ -305,6 +308,8 @@ class StreamTransportCore : public TransportCore<Transport, Protocol> {
   // span, empty if the transport is closing now.
   std::span<char> LendBuffer(BufferedProtocol& buffered, size_t size_hint);
 
+  // protocol_ if it lends its memory (kept in step by SetProtocol).
+  BufferedProtocol* buffered_;
   ReadPauses read_pauses_;
   bool read_eof_ = false;       // The peer's EOF was delivered.
   bool eof_requested_ = false;  // WriteEof was called.

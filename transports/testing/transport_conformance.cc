@@ -1339,27 +1339,32 @@ TEST_P(TransportConformanceTest, SetProtocolWhilePausedPausesTheNewProtocol) {
   ASSERT_TRUE(WaitForLost(second_record_));
 }
 
-// Swaps protocols from inside the first DataReceived and destroys itself
-// there, as a protocol upgrade (STARTTLS, HTTP Upgrade) does.
-class SwapsItselfOut final : public Protocol {
+// A protocol that hands its connection over, and is destroyed, from inside
+// one of its own callbacks.
+template <class Base>
+class SwapsItselfOut : public Base {
  public:
   SwapsItselfOut(Record& record, Record& next) : record_(record), next_(next) {}
   void ConnectionMade(Transport& transport) override {
     record_.Made(transport);
     transport_ = &transport;
   }
-  void DataReceived(std::string_view data) override {
-    record_.Data(data);
-    Record& next = next_;
-    next.expect_connection_made = false;
-    next.transport = transport_;
-    record_.transport = nullptr;
-    // Destroys this object: nothing of it is touched afterwards.
-    transport_->SetProtocol(std::make_unique<RecordingProtocol>(next));
-  }
   void ConnectionHandedOver() override { record_.HandedOver(); }
   void ConnectionLost(const absl::Status& status) override {
     record_.Lost(status);
+  }
+
+ protected:
+  // Records `data`, then hands the connection to a RecordingProtocol on
+  // `next_`, which destroys this object: nothing of it is touched after.
+  void SwapOut(std::string_view data) {
+    record_.Data(data);
+    Record& next = next_;
+    Transport* transport = transport_;
+    next.expect_connection_made = false;
+    next.transport = transport;
+    record_.transport = nullptr;
+    transport->SetProtocol(std::make_unique<RecordingProtocol>(next));
   }
 
  private:
@@ -1368,9 +1373,30 @@ class SwapsItselfOut final : public Protocol {
   Transport* transport_ = nullptr;
 };
 
+// Swaps protocols from inside the first DataReceived, as a protocol upgrade
+// (STARTTLS, HTTP Upgrade) does.
+class SwapsInDataReceived final : public SwapsItselfOut<Protocol> {
+ public:
+  using SwapsItselfOut::SwapsItselfOut;
+  void DataReceived(std::string_view data) override { SwapOut(data); }
+};
+
+// The same by a protocol that lends its buffer.
+class SwapsInBufferUpdated final : public SwapsItselfOut<BufferedProtocol> {
+ public:
+  using SwapsItselfOut::SwapsItselfOut;
+  std::span<char> GetBuffer(size_t) override { return buffer_; }
+  void BufferUpdated(size_t size) override {
+    SwapOut(std::string_view(buffer_, size));
+  }
+
+ private:
+  char buffer_[7];
+};
+
 TEST_P(TransportConformanceTest, AProtocolMaySwapItselfOutInsideDataReceived) {
-  ASSERT_TRUE(Connect(std::make_unique<SwapsItselfOut>(record_, second_record_),
-                      record_));
+  ASSERT_TRUE(Connect(
+      std::make_unique<SwapsInDataReceived>(record_, second_record_), record_));
   peer_->Write("upgrade");
   ASSERT_TRUE(WaitFor([&] { return !record_.data.empty(); }, "the first bytes"));
   const std::string rest = Pattern(64 * kKiB);
@@ -1386,33 +1412,6 @@ TEST_P(TransportConformanceTest, AProtocolMaySwapItselfOutInsideDataReceived) {
 TEST_P(TransportConformanceTest, ABufferedProtocolMaySwapItselfOutInBufferUpdated) {
   // The same upgrade by a protocol that lends its buffer: the rest of a
   // delivery goes to the new protocol, none to the destroyed one.
-  class SwapsInBufferUpdated final : public BufferedProtocol {
-   public:
-    SwapsInBufferUpdated(Record& record, Record& next)
-        : record_(record), next_(next) {}
-    void ConnectionMade(Transport& transport) override {
-      record_.Made(transport);
-      transport_ = &transport;
-    }
-    std::span<char> GetBuffer(size_t) override { return buffer_; }
-    void BufferUpdated(size_t size) override {
-      record_.Data(std::string_view(buffer_, size));
-      next_.expect_connection_made = false;
-      next_.transport = transport_;
-      record_.transport = nullptr;
-      transport_->SetProtocol(std::make_unique<RecordingProtocol>(next_));
-    }
-    void ConnectionHandedOver() override { record_.HandedOver(); }
-    void ConnectionLost(const absl::Status& status) override {
-      record_.Lost(status);
-    }
-
-   private:
-    Record& record_;
-    Record& next_;
-    Transport* transport_ = nullptr;
-    char buffer_[7];
-  };
   ASSERT_TRUE(Connect(
       std::make_unique<SwapsInBufferUpdated>(record_, second_record_), record_));
   const std::string payload = Pattern(64 * kKiB);
