@@ -54,13 +54,14 @@ class EchoProtocol final : public sluice::Protocol {
   sluice::Transport* transport_ = nullptr;
 };
 
-// The same echo as a coroutine over the streams adapter.
+// The same echo as a coroutine over the streams adapter. Reads take up to
+// what a Protocol's DataReceived gets at once.
 sluice::Task<absl::Status> EchoStreams(sluice::StreamReader reader,
                                        sluice::StreamWriter writer) {
   while (true) {
-    absl::StatusOr<std::string> data = co_await reader.Read(64 * 1024);
+    absl::StatusOr<std::string> data = co_await reader.Read(256 * 1024);
     if (!data.ok() || data->empty()) break;  // An error, or EOF.
-    writer.Write(*data);
+    writer.Write(*std::move(data));  // Its buffer serves the next read.
     if (!(co_await writer.Drain()).ok()) break;
   }
   writer.Close();

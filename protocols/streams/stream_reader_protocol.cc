@@ -42,8 +42,12 @@ void StreamReaderProtocol::ConnectionMade(Transport& transport) {
   });
 }
 
-void StreamReaderProtocol::DataReceived(std::string_view data) {
-  state_->FeedData(data);
+std::span<char> StreamReaderProtocol::GetBuffer(size_t size_hint) {
+  return state_->GetBuffer(size_hint);
+}
+
+void StreamReaderProtocol::BufferUpdated(size_t size) {
+  state_->BufferUpdated(size);
 }
 
 bool StreamReaderProtocol::EofReceived() {

@@ -7,7 +7,7 @@
 
 #include <cstddef>
 #include <memory>
-#include <string_view>
+#include <span>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -35,8 +35,9 @@ using ClientConnectedCallback =
 // The Protocol that feeds a StreamReader and turns PauseWriting /
 // ResumeWriting into StreamWriter::Drain (asyncio.StreamReaderProtocol).
 // With a callback, it is the server side: the callback gets the pair once
-// the connection is made.
-class StreamReaderProtocol final : public Protocol {
+// the connection is made. A BufferedProtocol: the transport receives into
+// the reader's buffer, and a large read takes it without a copy.
+class StreamReaderProtocol final : public BufferedProtocol {
  public:
   StreamReaderProtocol(EventLoop& loop, size_t limit);
   StreamReaderProtocol(EventLoop& loop, size_t limit,
@@ -53,7 +54,8 @@ class StreamReaderProtocol final : public Protocol {
   }
 
   void ConnectionMade(Transport& transport) override;
-  void DataReceived(std::string_view data) override;
+  std::span<char> GetBuffer(size_t size_hint) override;
+  void BufferUpdated(size_t size) override;
   // Keeps the transport half-open: the application closes it when it has
   // written what it wanted to.
   bool EofReceived() override;

@@ -1,12 +1,58 @@
 #include "protocols/streams/stream_state.h"
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
+#include <iterator>
 #include <utility>
+#include <vector>
 
 #include "protocols/streams/stream_errors.h"
 
 namespace sluice::streams_internal {
+namespace {
+
+struct PooledBuffers {
+  std::vector<std::string> buffers;  // Oldest first.
+  size_t bytes = 0;
+};
+
+PooledBuffers& ThreadPool() {
+  thread_local PooledBuffers pool;
+  return pool;
+}
+
+}  // namespace
+
+std::string ReadBufferPool::Take(size_t min_capacity) {
+  PooledBuffers& pool = ThreadPool();
+  std::vector<std::string>& buffers = pool.buffers;
+  for (auto it = buffers.rbegin(); it != buffers.rend(); ++it) {
+    // Not much larger either: a read takes its buffer whole only when the
+    // data fills half of it or more.
+    if (it->capacity() >= min_capacity && it->capacity() <= 2 * min_capacity) {
+      std::string buffer = std::move(*it);
+      buffers.erase(std::next(it).base());
+      pool.bytes -= buffer.capacity();
+      return buffer;
+    }
+  }
+  return std::string();
+}
+
+void ReadBufferPool::Give(std::string&& buffer) {
+  if (buffer.capacity() < kMinCapacity || buffer.capacity() > kMaxCapacity) {
+    return;
+  }
+  PooledBuffers& pool = ThreadPool();
+  size_t dropped = 0;
+  while (pool.bytes + buffer.capacity() > kMaxBytes) {
+    pool.bytes -= pool.buffers[dropped++].capacity();
+  }
+  pool.buffers.erase(pool.buffers.begin(), pool.buffers.begin() + dropped);
+  pool.bytes += buffer.capacity();
+  pool.buffers.push_back(std::move(buffer));
+}
 
 const char* ReadRequest::name() const {
   switch (kind_) {
@@ -106,33 +152,92 @@ StreamState::StreamState(EventLoop& loop, size_t limit)
 
 void StreamState::Consume(size_t n) {
   start_ += n;
-  if (start_ == buffer_.size()) {
-    buffer_.clear();
-    start_ = 0;
-  } else if (start_ > buffer_.size() / 2) {
-    // Amortized compaction: each byte moves at most once more.
-    buffer_.erase(0, start_);
-    start_ = 0;
-  }
+  if (start_ == end_) start_ = end_ = 0;
   MaybeResumeReading();
 }
 
 std::string StreamState::TakeFront(size_t n) {
   // Handing over the buffer saves a copy, but the next data then needs a
   // new buffer: worth it for large reads only, where the copy costs more
-  // than an allocation. Small reads copy into a string from malloc's
-  // per-thread cache and the buffer keeps its capacity. Never when the
-  // buffer is mostly spare capacity, which would stay with the caller.
+  // than an allocation and a zero-fill. Small reads copy into a string
+  // from malloc's per-thread cache and the buffer is kept. Never when the
+  // buffer is mostly spare capacity, which would stay with the caller
+  // (GetBuffer sizes large buffers to what reads return, within 2x, and
+  // socket reads adapt to the data within 2x again).
   constexpr size_t kHandOverMin = 16 * 1024;
-  if (n >= kHandOverMin && start_ == 0 && n == buffer_.size() &&
-      buffer_.capacity() <= 2 * n) {
+  if (n >= kHandOverMin && start_ == 0 && n == end_ &&
+      buffer_.capacity() <= 4 * n) {
+    buffer_.resize(n);  // Shrinks in place.
     std::string taken = std::exchange(buffer_, std::string());
+    end_ = 0;
     MaybeResumeReading();
     return taken;
   }
   std::string taken(buffered().substr(0, n));
   Consume(n);
   return taken;
+}
+
+size_t StreamState::NextReadSize(size_t size_hint) const {
+  size_t size = size_hint > 0 ? std::min(size_hint, kMaxReadSize) : read_size_;
+  if (!ReaderWaits()) return size;
+  switch (reader_->kind()) {
+    case ReadRequest::Kind::kSome:
+      // No more than the read takes, so that it can take the whole buffer.
+      return std::min(size, reader_->size());
+    case ReadRequest::Kind::kExactly:
+      return std::max(size, std::min(reader_->size() - buffered_size(),
+                                     kMaxReadSize));
+    default:
+      return size;
+  }
+}
+
+std::span<char> StreamState::GetBuffer(size_t size_hint) {
+  const size_t wanted = NextReadSize(size_hint);
+  const size_t unread = end_ - start_;
+  if (unread == 0) {
+    // A large read lands in a buffer of about its size, which the read can
+    // then take whole; a small one keeps a small buffer. Buffers of other
+    // sizes go back to the pool, and one of the right size comes from it
+    // when it has one.
+    const size_t capacity = buffer_.capacity();
+    const bool fits = wanted >= ReadBufferPool::kMinCapacity
+                          ? capacity >= wanted && capacity <= 2 * wanted
+                          : capacity <= 4 * std::max(wanted, kMinReadSize);
+    if (!fits) {
+      ReadBufferPool::Give(
+          std::exchange(buffer_, ReadBufferPool::Take(wanted)));
+    }
+  }
+  if (buffer_.size() - end_ < wanted) {
+    // Move the unread bytes to the front when no more was consumed before
+    // them than they are (each byte then moves at most once more), else
+    // grow, geometrically (std::string's growth).
+    if (start_ > 0 && start_ >= unread) {
+      std::memmove(buffer_.data(), buffer_.data() + start_, unread);
+      start_ = 0;
+      end_ = unread;
+    }
+    if (buffer_.size() - end_ < wanted) buffer_.resize(end_ + wanted);
+  }
+  lent_for_socket_ = size_hint == 0;
+  lent_ = wanted;
+  return std::span<char>(buffer_.data() + end_, wanted);
+}
+
+void StreamState::AdaptReadSize(size_t received) {
+  if (received >= lent_) {
+    short_reads_ = 0;
+    read_size_ = std::min(4 * read_size_, kMaxReadSize);
+  } else if (received <= read_size_ / 2 && read_size_ > kMinReadSize) {
+    if (++short_reads_ == 2) {
+      short_reads_ = 0;
+      read_size_ = std::max(read_size_ / 2, kMinReadSize);
+    }
+  } else {
+    short_reads_ = 0;
+  }
 }
 
 void StreamState::MaybeResumeReading() {
@@ -160,9 +265,11 @@ absl::Status StreamState::LostError() const {
   return absl::UnavailableError("connection closed");
 }
 
-void StreamState::FeedData(std::string_view data) {
-  if (data.empty()) return;
-  buffer_.append(data);
+void StreamState::BufferUpdated(size_t size) {
+  if (lent_for_socket_) AdaptReadSize(size);
+  end_ += std::min(size, lent_);
+  lent_ = 0;
+  if (size == 0) return;
   if (ReaderWaits()) {
     // A waiting read that still needs more keeps the transport reading.
     if (!reader_->Ready(*this)) return;

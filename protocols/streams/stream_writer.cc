@@ -11,6 +11,11 @@ void StreamWriter::Write(std::string_view data) {
   if (Transport* transport = state_->transport()) transport->Write(data);
 }
 
+void StreamWriter::Write(std::string&& data) {
+  Write(std::string_view(data));
+  streams_internal::ReadBufferPool::Give(std::move(data));
+}
+
 void StreamWriter::Writelines(std::span<const std::string_view> buffers) {
   if (Transport* transport = state_->transport()) transport->Writev(buffers);
 }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "absl/functional/any_invocable.h"
@@ -41,6 +42,12 @@ class StreamWriter {
       : state_(std::move(state)) {}
 
   void Write(std::string_view data);
+  // The same; once the transport has the bytes, a large buffer goes back to
+  // the reader's pool, so that an echo or a proxy that writes what it read,
+  // `writer.Write(*std::move(data))`, receives into the same memory again
+  // instead of allocating and zero-filling a new buffer per read.
+  void Write(std::string&& data);
+  void Write(const char* data) { Write(std::string_view(data)); }
   // Several buffers in order, one system call where possible.
   void Writelines(std::span<const std::string_view> buffers);
   void WriteEof();

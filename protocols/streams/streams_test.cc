@@ -1,8 +1,13 @@
 #include "protocols/streams/streams.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "protocols/streams/stream_errors.h"
+#include "protocols/streams/stream_state.h"
 #include "transports/memory_transport.h"
 
 namespace sluice {
@@ -40,6 +46,7 @@ class StreamsTest : public ::testing::Test {
     StreamReaderProtocol* raw = protocol.get();
     transport_ = &MemoryTransport::Create(*loop_, std::move(protocol));
     loop_->RunUntilIdle();
+    protocol_ = raw;
     StreamPair pair = raw->streams();
     reader_ = std::make_unique<StreamReader>(pair.reader);
     writer_ = std::make_unique<StreamWriter>(pair.writer);
@@ -54,6 +61,8 @@ class StreamsTest : public ::testing::Test {
   std::unique_ptr<EventLoop> loop_;
   std::vector<std::string> errors_;
   MemoryTransport* transport_ = nullptr;
+  // Called as a socket transport calls it (recv into GetBuffer's memory).
+  StreamReaderProtocol* protocol_ = nullptr;
   std::unique_ptr<StreamReader> reader_;
   std::unique_ptr<StreamWriter> writer_;
 };
@@ -285,8 +294,7 @@ TEST_F(StreamsTest, ReadLineDropsOnlyTheOverlongLineOfChunksThatCameTogether) {
 }
 
 TEST_F(StreamsTest, ALargeReadThatLeavesLessThanItTakesKeepsEveryByte) {
-  // Taken by handing the buffer over and copying what is left (the smaller
-  // part) into a new one.
+  // Copied out of the buffer; what is left stays for the next read.
   std::string bytes(30 * 1024, '\0');
   for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i % 251);
   Connect();
@@ -301,6 +309,212 @@ TEST_F(StreamsTest, ALargeReadThatLeavesLessThanItTakesKeepsEveryByte) {
   absl::StatusOr<std::string> rest = Run(reader_->Read(64 * 1024));
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_TRUE(*rest == bytes.substr(20 * 1024) + "tail");
+}
+
+// --- Receiving into the reader's buffer ---
+
+std::string Pattern(size_t size, int seed) {
+  std::string bytes(size, '\0');
+  for (size_t i = 0; i < size; ++i) {
+    bytes[i] = static_cast<char>((i * 7 + static_cast<size_t>(seed)) % 251);
+  }
+  return bytes;
+}
+
+// What a socket transport does with a BufferedProtocol: receive into the
+// lent memory; returns where the bytes went.
+const char* Receive(StreamReaderProtocol& protocol, std::string_view bytes,
+                    size_t size_hint = 0) {
+  std::span<char> lent = protocol.GetBuffer(size_hint);
+  EXPECT_GE(lent.size(), bytes.size());
+  std::memcpy(lent.data(), bytes.data(), bytes.size());
+  protocol.BufferUpdated(bytes.size());
+  return lent.data();
+}
+
+TEST_F(StreamsTest, ALargeReadTakesTheMemoryTheTransportReceivedInto) {
+  Connect();
+  const std::string bytes = Pattern(100 * 1024, 1);
+  const char* received = Receive(*protocol_, bytes, bytes.size());
+  absl::StatusOr<std::string> read = Run(reader_->Read(256 * 1024));
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_TRUE(*read == bytes);
+  EXPECT_EQ(read->data(), received);  // No copy between the two.
+  EXPECT_EQ(reader_->BufferedSize(), 0u);
+}
+
+TEST_F(StreamsTest, WritingAReadBackRecyclesItsBufferForTheNextRead) {
+  Connect();
+  const std::string bytes = Pattern(64 * 1024, 2);
+  const char* received = Receive(*protocol_, bytes, bytes.size());
+  absl::StatusOr<std::string> read = Run(reader_->Read(64 * 1024));
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->data(), received);
+  writer_->Write(*std::move(read));
+  EXPECT_TRUE(transport_->TakeSent() == bytes);
+  // The next large read lands in the same memory.
+  const std::string next = Pattern(64 * 1024, 3);
+  EXPECT_EQ(Receive(*protocol_, next, next.size()), received);
+  absl::StatusOr<std::string> again = Run(reader_->Read(64 * 1024));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(*again == next);
+}
+
+TEST_F(StreamsTest, SocketReadsAskForMoreWhileTheyFillWhatIsLentAndLessAfter) {
+  Connect();
+  const size_t first = protocol_->GetBuffer(0).size();
+  size_t lent = first;
+  // A sender faster than the reads: every read fills what it is lent.
+  for (int i = 0; i < 8; ++i) {
+    std::span<char> buffer = protocol_->GetBuffer(0);
+    lent = buffer.size();
+    std::memset(buffer.data(), 'x', lent);
+    protocol_->BufferUpdated(lent);
+    ASSERT_TRUE(Run(reader_->Read(1 << 30)).ok());
+  }
+  EXPECT_GE(lent, 64u * first) << "first lent " << first;
+  EXPECT_LE(lent, 256u * 1024);
+  // Then small messages: the reads shrink back.
+  for (int i = 0; i < 40; ++i) {
+    std::span<char> buffer = protocol_->GetBuffer(0);
+    lent = buffer.size();
+    buffer[0] = 'y';
+    protocol_->BufferUpdated(1);
+    ASSERT_EQ(*Run(reader_->Read(100)), "y");
+  }
+  EXPECT_LE(lent, first);
+}
+
+TEST_F(StreamsTest, AWaitingReadIsLentNoMoreThanItTakesAndTakesItWhole) {
+  Connect();
+  // Grow the read size past the read's.
+  for (int i = 0; i < 4; ++i) {
+    std::span<char> buffer = protocol_->GetBuffer(0);
+    std::memset(buffer.data(), 'x', buffer.size());
+    protocol_->BufferUpdated(buffer.size());
+    ASSERT_TRUE(Run(reader_->Read(1 << 30)).ok());
+  }
+  Future<absl::StatusOr<std::string>> read =
+      Spawn(*loop_, reader_->Read(20 * 1024));
+  loop_->RunUntilIdle();
+  std::span<char> lent = protocol_->GetBuffer(0);
+  EXPECT_EQ(lent.size(), 20u * 1024);
+  const std::string bytes = Pattern(20 * 1024, 4);
+  std::memcpy(lent.data(), bytes.data(), bytes.size());
+  protocol_->BufferUpdated(bytes.size());
+  loop_->RunUntilIdle();
+  ASSERT_TRUE(read.IsDone());
+  ASSERT_TRUE(read.Result().ok()) << read.Result().status();
+  EXPECT_TRUE(*read.Result() == bytes);
+  EXPECT_EQ(read.Result()->data(), lent.data());
+}
+
+// Every byte arrives once and in order whatever the receive sizes, partial
+// fills and read kinds: the buffer compacts, grows and is handed over
+// underneath.
+TEST_F(StreamsTest, ArbitraryReceivesAndReadsKeepEveryByteInOrder) {
+  Connect(/*limit=*/256 * 1024);
+  std::string sent;
+  for (int line = 0; sent.size() < 3 * 1024 * 1024; ++line) {
+    absl::StrAppend(&sent, Pattern(static_cast<size_t>(line * 977 % 40000), line),
+                    "\n");
+  }
+  // Newlines inside the pattern are fine: the model is the byte stream.
+  std::string got;
+  size_t fed = 0;
+  uint32_t random = 12345;
+  auto next = [&random](uint32_t bound) {
+    random = random * 1103515245u + 12345u;
+    return (random >> 8) % bound;
+  };
+  while (got.size() < sent.size()) {
+    if (fed < sent.size() && next(3) != 0) {
+      const bool socket = next(2) == 0;
+      std::span<char> lent = protocol_->GetBuffer(
+          socket ? 0 : std::min<size_t>(sent.size() - fed, 1 + next(300000)));
+      const size_t n = std::min({lent.size(), sent.size() - fed,
+                                 static_cast<size_t>(1 + next(lent.size()))});
+      std::memcpy(lent.data(), sent.data() + fed, n);
+      protocol_->BufferUpdated(n);
+      fed += n;
+      continue;
+    }
+    if (fed == sent.size() && reader_->BufferedSize() == 0) break;
+    if (reader_->BufferedSize() == 0) continue;
+    absl::StatusOr<std::string> piece;
+    switch (next(3)) {
+      case 0:
+        piece = Run(reader_->Read(1 + next(200000)));
+        break;
+      case 1:
+        piece = Run(reader_->ReadExactly(
+            std::min<size_t>(reader_->BufferedSize(), 1 + next(100000))));
+        break;
+      default: {
+        std::string_view rest = std::string_view(sent).substr(got.size());
+        const size_t newline = rest.find('\n');
+        if (newline == std::string_view::npos ||
+            newline >= reader_->BufferedSize()) {
+          piece = Run(reader_->Read(1 + next(5000)));
+        } else {
+          piece = Run(reader_->ReadUntil("\n"));
+        }
+      }
+    }
+    ASSERT_TRUE(piece.ok()) << piece.status();
+    got += *piece;
+    ASSERT_TRUE(std::string_view(sent).substr(0, got.size()) == got)
+        << "diverged at byte " << got.size() - piece->size();
+  }
+  EXPECT_EQ(got.size(), sent.size());
+}
+
+TEST(ReadBufferPoolTest, KeepsBuffersReadsUseAndHandsBackTheLatestThatFits) {
+  using streams_internal::ReadBufferPool;
+  // An empty string (with its small inline capacity) means "none".
+  auto take = [](size_t size) {
+    std::string buffer = ReadBufferPool::Take(size);
+    return buffer.capacity() >= ReadBufferPool::kMinCapacity
+               ? std::optional<std::string>(std::move(buffer))
+               : std::nullopt;
+  };
+  // Whatever earlier tests on this thread left.
+  for (size_t size = ReadBufferPool::kMinCapacity;
+       size <= ReadBufferPool::kMaxCapacity; size *= 2) {
+    while (take(size).has_value()) {
+    }
+  }
+  ReadBufferPool::Give(std::string(1024, 'a'));
+  ReadBufferPool::Give(std::string(2 * ReadBufferPool::kMaxCapacity, 'b'));
+  EXPECT_FALSE(take(ReadBufferPool::kMinCapacity).has_value());
+  EXPECT_FALSE(take(ReadBufferPool::kMaxCapacity).has_value());
+
+  std::string older(64 * 1024, 'c');
+  std::string newer(64 * 1024, 'd');
+  const char* newer_data = newer.data();
+  ReadBufferPool::Give(std::move(older));
+  ReadBufferPool::Give(std::move(newer));
+  std::optional<std::string> latest = take(64 * 1024);
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->data(), newer_data);
+  // Much larger than asked is not handed out (a read could not take it).
+  EXPECT_FALSE(take(16 * 1024).has_value());
+  std::optional<std::string> fits = take(40 * 1024);
+  ASSERT_TRUE(fits.has_value());
+  EXPECT_GE(fits->capacity(), 64u * 1024);
+
+  constexpr size_t kSize = 256 * 1024;
+  constexpr size_t kFit = ReadBufferPool::kMaxBytes / kSize;
+  for (size_t i = 0; i < kFit + 4; ++i) {
+    ReadBufferPool::Give(std::string(kSize, static_cast<char>(i)));
+  }
+  std::vector<char> kept;
+  while (std::optional<std::string> buffer = take(kSize)) {
+    kept.push_back((*buffer)[0]);
+  }
+  ASSERT_EQ(kept.size(), kFit);  // The oldest four were dropped.
+  EXPECT_EQ(kept.front(), static_cast<char>(kFit + 3));  // Newest first.
+  EXPECT_EQ(kept.back(), static_cast<char>(4));
 }
 
 TEST_F(StreamsTest, ReadLineReturnsThePartialLineAtEof) {

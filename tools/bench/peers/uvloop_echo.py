@@ -6,7 +6,7 @@ thing asyncio code can do. Write-side flow control is honoured (pause_writing
 pauses reading), which costs nothing while buffers stay small.
 
 --streams mode: asyncio streams, i.e. a coroutine per connection doing
-reader.read(65536), writer.write, await writer.drain() -- the shape of
+reader.read(262144), writer.write, await writer.drain() -- the shape of
 sluice's coroutine streams.
 
     /usr/bin/python3 uvloop_echo.py --port=0 [--streams]
@@ -48,7 +48,7 @@ async def echo_stream(reader, writer):
     set_nodelay(writer.transport)
     try:
         while True:
-            data = await reader.read(65536)
+            data = await reader.read(262144)
             if not data:
                 break
             writer.write(data)
