@@ -1,0 +1,177 @@
+#ifndef SLUICE_TRANSPORTS_TLS_TLS_TRANSPORT_H_
+#define SLUICE_TRANSPORTS_TLS_TLS_TRANSPORT_H_
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "framework/event_loop.h"
+#include "framework/future.h"
+#include "framework/protocol.h"
+#include "framework/transport.h"
+#include "transports/tls/tls_context.h"
+#include "transports/transport_layer.h"
+
+typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
+
+namespace sluice {
+
+struct TlsOptions {
+  // Clients: the server's name, sent as SNI (DNS names only) and checked
+  // against its certificate (DNS or IP SANs) when the context verifies
+  // hostnames.
+  std::string server_name = {};
+  // asyncio's defaults. Zero or less is kInvalidArgument.
+  absl::Duration handshake_timeout = absl::Seconds(60);
+  absl::Duration shutdown_timeout = absl::Seconds(30);
+};
+
+// What a TLS connection negotiated: transport.GetExtraInfo<TlsInfo>(), set
+// once the handshake is done (null before).
+struct TlsInfo {
+  std::string version;  // "TLSv1.3"
+  std::string cipher;   // "TLS_AES_128_GCM_SHA256"
+  std::string alpn;     // The agreed ALPN protocol, empty if none.
+  std::string server_name;  // SNI: the name the client asked for.
+  bool resumed = false;     // The session was resumed, not made anew.
+  // The peer's certificate, if it sent one.
+  std::string peer_subject;  // "CN=localhost"
+  std::vector<std::string> peer_dns_names;
+  std::vector<std::string> peer_ip_addresses;
+  std::string peer_certificate_der;
+};
+
+// TLS as a layer over any Transport (TCP, Unix, in-memory, TLS): the
+// protocol of the transport below, a transport to the protocol above, with
+// OpenSSL driven through memory BIOs (asyncio's SSLProtocol, Twisted's
+// TLSMemoryBIOProtocol).
+//
+//   // Server: each accepted connection gets its own TLS layer.
+//   auto factory = [&] {
+//     return TlsTransport::Create(loop, context, {}, MakeApp()).value();
+//   };
+//
+// The protocol above gets ConnectionMade once the handshake is done, and
+// never hears of a connection whose handshake failed (asyncio's rule):
+// Handshake() reports that. Close sends close_notify after what is
+// buffered and waits (up to the shutdown timeout) for the peer's; Abort
+// sends nothing. The peer's close_notify is a clean EOF; the connection
+// below ending without one is kDataLoss (a truncation attack looks like
+// that). Renegotiation is refused.
+//
+// Flow control: GetWriteBufferSize() is the plaintext not yet encrypted
+// plus everything the layer below holds (ciphertext goes below as soon as
+// it is made); writes are encrypted a few records at a time while the
+// layer below accepts them, and the protocol above is paused while this
+// layer's buffer is above its high watermark or the layer below is paused.
+// PauseReading stops decryption and, unless the handshake or the shutdown
+// needs bytes, reading below. A BufferedProtocol above gets plaintext
+// decrypted straight into the memory it lends.
+class TlsTransport final : public TransportLayer {
+ public:
+  // kInvalidArgument for a timeout <= 0, or a client context that verifies
+  // hostnames without `options.server_name`.
+  static absl::StatusOr<std::unique_ptr<TlsTransport>> Create(
+      EventLoop& loop, const TlsContext& context, TlsOptions options,
+      std::unique_ptr<Protocol> protocol);
+  ~TlsTransport() override;
+
+  // Completes once the handshake has: OK, or why it failed (kUnauthenticated
+  // for a certificate that did not verify, kDeadlineExceeded after the
+  // handshake timeout, kUnavailable otherwise).
+  Future<absl::Status> Handshake() const { return handshake_; }
+
+  // Transport.
+  void Close() override;
+  void Abort() override { ForceClose(absl::OkStatus()); }
+  void Write(std::string_view data) override;
+  void Writev(std::span<const std::string_view> buffers) override;
+  // TLS has no half-close: reported and ignored, as CanWriteEof says.
+  void WriteEof() override;
+  bool CanWriteEof() const override { return false; }
+  const void* QueryExtraInfo(ExtraInfoId id) const override;
+
+  // Protocol (facing the transport below).
+  void DataReceived(std::string_view data) override;
+  bool EofReceived() override;
+  void PauseWriting() override;
+  void ResumeWriting() override;
+  void ConnectionLost(const absl::Status& status) override;
+
+ private:
+  enum class State {
+    kHandshake,  // Until the handshake is done.
+    kOpen,       // Application data both ways.
+    kFlushing,   // Close: encrypting what is buffered.
+    kShutdown,   // close_notify sent: waiting for the peer's.
+    kDone,       // Failed, aborted or closed.
+  };
+
+  TlsTransport(EventLoop& loop, const TlsContext& context, TlsOptions options,
+               std::unique_ptr<Protocol> protocol, SSL* ssl);
+
+  // TransportLayer.
+  void OnLowerConnected() override;
+  bool NeedsToRead() const override {
+    return state_ == State::kHandshake || state_ == State::kShutdown;
+  }
+  void ReadingChanged() override;
+  void OnForceClose(const absl::Status& status) override;
+
+  // Moves the state machine on after bytes or an EOF came from below.
+  void Advance();
+  void DoHandshake();
+  void FinishHandshake();
+  void FailHandshake(absl::Status status);
+  // Decrypts for the protocol above while it reads.
+  void DoRead();
+  // Reads into `into` until it is full or OpenSSL has no more plaintext;
+  // returns the bytes read, and in `error` SSL_get_error of the last call
+  // (SSL_ERROR_NONE if `into` was filled).
+  size_t ReadPlaintext(std::span<char> into, int& error);
+  // After SSL_read stopped with `error`: the peer's close_notify, a
+  // truncation, or a fatal error.
+  void HandleReadStop(int error);
+  // Encrypts `data` while the layer below accepts more; returns how much.
+  size_t Encrypt(std::string_view data);
+  // Encrypts what is buffered, and starts the shutdown once it is all out.
+  void Flush();
+  void DoShutdown();
+  // Hands what OpenSSL wrote (records, alerts, tickets) to the layer below.
+  void SendOutput();
+  absl::Status SslError(int error, const char* during);
+  void Fail(absl::Status status);
+  void FillInfo();
+  bool CanEncrypt() const {
+    return (state_ == State::kOpen || state_ == State::kFlushing) &&
+           !lower_paused_ && lower() != nullptr && !lost_;
+  }
+
+  const TlsContext context_;
+  const TlsOptions options_;
+  SSL* const ssl_;
+  BIO* incoming_ = nullptr;  // Ciphertext from below, owned by ssl_.
+  BIO* outgoing_ = nullptr;  // Ciphertext for below, owned by ssl_.
+  State state_ = State::kHandshake;
+  Future<absl::Status> handshake_;
+  Handle handshake_timer_;
+  Handle shutdown_timer_;
+  Handle resume_read_;
+  bool read_scheduled_ = false;
+  bool lower_paused_ = false;  // The layer below paused our writing.
+  bool lower_eof_ = false;     // The layer below ended its input.
+  bool peer_closed_ = false;   // The peer's close_notify arrived.
+  std::optional<TlsInfo> info_;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_TRANSPORTS_TLS_TLS_TRANSPORT_H_
