@@ -105,6 +105,9 @@ struct TransportFactory {
       connect;
   // Peer::Reset works and surfaces as ConnectionLost(kUnavailable).
   bool supports_reset = false;
+  // The peer keeps its side open after the transport's EOF and the other
+  // way round (TCP); a TLS peer answers close_notify with its own.
+  bool supports_half_close = true;
   // Transport::Fd() is the connected stream socket.
   bool has_fd = false;
   // Checks of the extra information that only this flavour can make (e.g.

@@ -350,11 +350,11 @@ void TlsTransport::HandleReadStop(int error) {
       }
       return;
     case SSL_ERROR_ZERO_RETURN:
-      // The peer's close_notify: a clean EOF. As in asyncio, the layer then
-      // shuts down whatever the protocol's EofReceived says.
+      // The peer's close_notify: a clean EOF. The protocol's EofReceived
+      // decides, as over TCP: close (our close_notify follows what is
+      // buffered) or keep writing (the peer half-closed, TLS 1.3 style).
       peer_closed_ = true;
       DeliverEofUp();
-      if (!lost_) Close();
       return;
     default:
       Fail(SslError(error, "read"));
@@ -368,20 +368,42 @@ void TlsTransport::Write(std::string_view data) {
 void TlsTransport::Writev(std::span<const std::string_view> buffers) {
   size_t total = 0;
   for (std::string_view buffer : buffers) total += buffer.size();
-  if (total == 0 || DropWriteIfClosed(total)) return;
+  if (total == 0 || DropWriteIfClosed(total, eof_requested_)) return;
+  // The protocol may Close or Abort inside Encrypt (in PauseWriting): the
+  // shutdown waits until the rest of this write is buffered behind it.
+  in_write_ = true;
   for (std::string_view piece : buffers) {
     // Straight to OpenSSL while nothing waits before it.
     if (buffer_.empty() && CanEncrypt()) piece.remove_prefix(Encrypt(piece));
+    if (lost_) break;
     if (!piece.empty()) buffer_.Append(piece);
   }
+  in_write_ = false;
+  if ((state_ == State::kFlushing || eof_requested_) && !lost_) Flush();
 }
 
 void TlsTransport::WriteEof() {
-  loop_.ReportError(LoopError{
-      "WriteEof unsupported",
-      absl::UnimplementedError(absl::StrCat(
-          "TLS to ", Describe(),
-          " has no half-close (CanWriteEof() is false): use Close()"))});
+  if (closing_ || eof_requested_ || state_ != State::kOpen) return;
+  eof_requested_ = true;
+  MaybeSendEof();
+}
+
+void TlsTransport::MaybeSendEof() {
+  if (!eof_requested_ || eof_sent_ || in_write_ || !buffer_.empty() ||
+      !CanEncrypt()) {
+    return;
+  }
+  eof_sent_ = true;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);
+  SendOutput();
+}
+
+absl::Status TlsTransport::SetWriteBufferLimits(std::optional<size_t> high,
+                                                std::optional<size_t> low) {
+  absl::Status own = TransportLayer::SetWriteBufferLimits(high, low);
+  if (!own.ok() || lower() == nullptr) return own;
+  return lower()->SetWriteBufferLimits(high, low);
 }
 
 size_t TlsTransport::Encrypt(std::string_view data) {
@@ -406,6 +428,7 @@ size_t TlsTransport::Encrypt(std::string_view data) {
 }
 
 void TlsTransport::Flush() {
+  if (in_write_) return;  // Writev flushes once it has buffered the rest.
   while (!buffer_.empty() && CanEncrypt()) {
     std::array<iovec, 1> front;
     buffer_.Peek(front);
@@ -415,6 +438,7 @@ void TlsTransport::Flush() {
     buffer_.Consume(done);
     if (done < piece.size()) break;
   }
+  MaybeSendEof();
   if (state_ == State::kFlushing && buffer_.empty() && !lost_) DoShutdown();
 }
 

@@ -94,9 +94,16 @@ class TlsTransport final : public TransportLayer {
   void Abort() override { ForceClose(absl::OkStatus()); }
   void Write(std::string_view data) override;
   void Writev(std::span<const std::string_view> buffers) override;
-  // TLS has no half-close: reported and ignored, as CanWriteEof says.
+  // Sends close_notify after what is buffered and goes on reading (TLS
+  // 1.3's half-close; a TLS 1.2 peer may answer with its own close_notify
+  // at once). Writes after it are dropped.
   void WriteEof() override;
-  bool CanWriteEof() const override { return false; }
+  bool CanWriteEof() const override { return state_ == State::kOpen; }
+  // Limits of this layer's plaintext buffer, and of the layer below's, so
+  // that the watermarks hold for everything GetWriteBufferSize counts.
+  absl::Status SetWriteBufferLimits(
+      std::optional<size_t> high = std::nullopt,
+      std::optional<size_t> low = std::nullopt) override;
   const void* QueryExtraInfo(ExtraInfoId id) const override;
 
   // Protocol (facing the transport below).
@@ -145,6 +152,8 @@ class TlsTransport final : public TransportLayer {
   // Encrypts what is buffered, and starts the shutdown once it is all out.
   void Flush();
   void DoShutdown();
+  // WriteEof's close_notify, once the buffer is out.
+  void MaybeSendEof();
   // Hands what OpenSSL wrote (records, alerts, tickets) to the layer below.
   void SendOutput();
   absl::Status SslError(int error, const char* during);
@@ -169,6 +178,8 @@ class TlsTransport final : public TransportLayer {
   bool lower_paused_ = false;  // The layer below paused our writing.
   bool lower_eof_ = false;     // The layer below ended its input.
   bool peer_closed_ = false;   // The peer's close_notify arrived.
+  bool eof_sent_ = false;      // WriteEof's close_notify went out.
+  bool in_write_ = false;      // Inside Writev.
   std::optional<TlsInfo> info_;
 };
 
