@@ -1,0 +1,300 @@
+// sluice's TLS against peers nobody here wrote: OpenSSL's own s_server as
+// the server for sluice's client, and s_client as a client of sluice's
+// server, over real loopback sockets.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "framework/event_loop.h"
+#include "framework/protocol.h"
+#include "framework/transport.h"
+#include "gtest/gtest.h"
+#include "transports/connection.h"
+#include "transports/server.h"
+#include "transports/tls/certificates.h"
+#include "transports/tls/tls_context.h"
+#include "transports/tls/tls_transport.h"
+
+extern char** environ;
+
+namespace sluice {
+namespace {
+
+// A child process with its stdin and stdout (and stderr) on pipes.
+class Child {
+ public:
+  explicit Child(std::vector<std::string> argv) {
+    int in[2], out[2];
+    EXPECT_EQ(pipe(in), 0);
+    EXPECT_EQ(pipe(out), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    posix_spawn_file_actions_addclose(&actions, in[1]);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    std::vector<char*> args;
+    for (std::string& arg : argv) args.push_back(arg.data());
+    args.push_back(nullptr);
+    EXPECT_EQ(posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(),
+                           environ),
+              0);
+    posix_spawn_file_actions_destroy(&actions);
+    close(in[0]);
+    close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+    fcntl(stdout_, F_SETFL, O_NONBLOCK);
+  }
+  ~Child() {
+    CloseStdin();
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    close(stdout_);
+  }
+
+  void Write(std::string_view data) {
+    EXPECT_EQ(write(stdin_, data.data(), data.size()),
+              static_cast<ssize_t>(data.size()));
+  }
+  void CloseStdin() {
+    if (stdin_ >= 0) close(stdin_);
+    stdin_ = -1;
+  }
+  // Reads what the child printed so far, without waiting.
+  const std::string& Poll() {
+    char buffer[4096];
+    ssize_t n;
+    while ((n = read(stdout_, buffer, sizeof(buffer))) > 0) {
+      output_.append(buffer, static_cast<size_t>(n));
+    }
+    return output_;
+  }
+  // Waits (at most 10 s) until the output holds one of `texts`, and
+  // returns what follows it on its line; runs `loop` meanwhile, which the
+  // child may be talking to.
+  std::optional<std::string> WaitFor(std::vector<std::string_view> texts,
+                                     EventLoop& loop) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      Poll();
+      for (std::string_view text : texts) {
+        if (size_t at = output_.find(text); at != std::string::npos) {
+          const size_t rest = at + text.size();
+          return output_.substr(rest, output_.find('\n', rest) - rest);
+        }
+      }
+      loop.RunOnce(absl::Milliseconds(5));
+    }
+    ADD_FAILURE() << "the child's output never showed what was awaited; it "
+                     "printed:\n"
+                  << output_;
+    return std::nullopt;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  int stdout_ = -1;
+  std::string output_;
+};
+
+struct Seen {
+  std::string received;
+  bool made = false;
+  bool eof = false;
+  std::optional<absl::Status> lost;
+  Transport* transport = nullptr;
+};
+
+// Echoes (servers) or sends a greeting (clients), and records.
+class App final : public Protocol {
+ public:
+  App(Seen& seen, std::string greeting, bool echo)
+      : seen_(seen), greeting_(std::move(greeting)), echo_(echo) {}
+  void ConnectionMade(Transport& transport) override {
+    seen_.made = true;
+    seen_.transport = &transport;
+    if (!greeting_.empty()) transport.Write(greeting_);
+  }
+  void DataReceived(std::string_view data) override {
+    seen_.received.append(data);
+    if (echo_) seen_.transport->Write(data);
+  }
+  bool EofReceived() override {
+    seen_.eof = true;
+    return false;
+  }
+  void ConnectionLost(const absl::Status& status) override {
+    seen_.lost = status;
+    seen_.transport = nullptr;
+  }
+
+ private:
+  Seen& seen_;
+  const std::string greeting_;
+  const bool echo_;
+};
+
+class OpenSslInteropTest : public ::testing::Test {
+ protected:
+  OpenSslInteropTest() : loop_(EventLoop::Create().value()) {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir_ = tmp != nullptr ? tmp : "/tmp";
+    KeyAndCertificate cert =
+        GenerateSelfSigned({.common_name = "localhost",
+                            .dns_names = {"localhost"},
+                            .ip_addresses = {"127.0.0.1"}})
+            .value();
+    cert_pem_ = cert.certificate_pem;
+    key_pem_ = cert.key_pem;
+    cert_file_ = dir_ + "/cert.pem";
+    key_file_ = dir_ + "/key.pem";
+    EXPECT_TRUE(WritePemFile(cert_file_, cert_pem_, false).ok());
+    EXPECT_TRUE(WritePemFile(key_file_, key_pem_, true).ok());
+  }
+
+  std::unique_ptr<EventLoop> loop_;
+  std::string dir_;
+  std::string cert_pem_, key_pem_, cert_file_, key_file_;
+};
+
+TEST_F(OpenSslInteropTest, SluiceClientAgainstOpenSslServer) {
+  // -rev: s_server answers each line reversed.
+  Child server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                cert_file_, "-key", key_file_, "-naccept", "1", "-rev"});
+  std::optional<std::string> port_text =
+      server.WaitFor({"ACCEPT 127.0.0.1:"}, *loop_);
+  ASSERT_TRUE(port_text.has_value());
+  const int port = std::atoi(port_text->c_str());
+  ASSERT_GT(port, 0) << *port_text;
+
+  TlsContext context =
+      TlsContext::CreateClient({.ca_pem = cert_pem_}).value();
+  Seen seen;
+  std::optional<Future<absl::Status>> handshake;
+  auto factory = [&]() -> std::unique_ptr<Protocol> {
+    auto tls = TlsTransport::Create(
+                   *loop_, context, {.server_name = "localhost"},
+                   std::make_unique<App>(seen, "hello sluice\n", false))
+                   .value();
+    handshake = tls->Handshake();
+    return tls;
+  };
+  absl::StatusOr<Connection> connection = loop_->RunUntilComplete(
+      CreateConnection(*loop_, factory, "127.0.0.1",
+                       static_cast<uint16_t>(port)));
+  ASSERT_TRUE(connection.ok()) << connection.status();
+  ASSERT_TRUE(loop_->RunUntil([&] { return handshake->IsDone(); }));
+  ASSERT_TRUE(handshake->Result().ok()) << handshake->Result();
+  ASSERT_TRUE(loop_->RunUntil([&] {
+    return seen.received.find('\n') != std::string::npos || seen.lost;
+  }));
+  EXPECT_EQ(seen.received, "eciuls olleh\n");
+  const TlsInfo* info = seen.transport->GetExtraInfo<TlsInfo>();
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->version, "TLSv1.3");
+  EXPECT_EQ(info->peer_subject, "CN=localhost");
+  seen.transport->Close();
+  ASSERT_TRUE(loop_->RunUntil([&] { return seen.lost.has_value(); }));
+  EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
+}
+
+TEST_F(OpenSslInteropTest, OpenSslClientAgainstSluiceServer) {
+  TlsContext context = TlsContext::CreateServer(
+                           {.certificate_chain_file = cert_file_,
+                            .private_key_file = key_file_,
+                            .alpn_protocols = {"echo/1"}})
+                           .value();
+  Seen seen;
+  auto factory = [&]() -> std::unique_ptr<Protocol> {
+    return TlsTransport::Create(*loop_, context, {},
+                                std::make_unique<App>(seen, "", true))
+        .value();
+  };
+  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
+      CreateServer(*loop_, factory, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string port = absl::StrCat((*server)->addresses()[0].port());
+
+  Child client({"openssl", "s_client", "-connect",
+                absl::StrCat("127.0.0.1:", port), "-CAfile", cert_file_,
+                "-verify_return_error", "-servername", "localhost", "-alpn",
+                "echo/1", "-quiet", "-no_ign_eof"});
+  const std::string line = "a line through OpenSSL's client\n";
+  client.Write(line);
+  ASSERT_TRUE(client.WaitFor({line}, *loop_).has_value());
+  EXPECT_EQ(seen.received, line);
+  ASSERT_NE(seen.transport, nullptr);
+  const TlsInfo* info = seen.transport->GetExtraInfo<TlsInfo>();
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->alpn, "echo/1");
+  EXPECT_EQ(info->server_name, "localhost");
+  // s_client ends with close_notify when its input ends: a clean EOF here.
+  client.CloseStdin();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!seen.lost.has_value() && absl::Now() < deadline) {
+    loop_->RunOnce(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(seen.lost.has_value()) << client.Poll();
+  EXPECT_TRUE(seen.eof);
+  EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
+}
+
+TEST_F(OpenSslInteropTest, OpenSslClientThatDoesNotTrustTheServerFails) {
+  TlsContext context = TlsContext::CreateServer(
+                           {.certificate_chain_pem = cert_pem_,
+                            .private_key_pem = key_pem_})
+                           .value();
+  Seen seen;
+  std::optional<Future<absl::Status>> handshake;
+  auto factory = [&]() -> std::unique_ptr<Protocol> {
+    auto tls = TlsTransport::Create(*loop_, context, {},
+                                    std::make_unique<App>(seen, "", true))
+                   .value();
+    handshake = tls->Handshake();
+    return tls;
+  };
+  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
+      CreateServer(*loop_, factory, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok()) << server.status();
+  // s_client trusts another CA only.
+  KeyAndCertificate other =
+      GenerateSelfSigned({.common_name = "another CA", .is_ca = true}).value();
+  const std::string other_file = dir_ + "/other_ca.pem";
+  ASSERT_TRUE(WritePemFile(other_file, other.certificate_pem, false).ok());
+  Child client({"openssl", "s_client", "-connect",
+                absl::StrCat("127.0.0.1:", (*server)->addresses()[0].port()),
+                "-verify_return_error", "-CAfile", other_file, "-quiet"});
+  ASSERT_TRUE(
+      client.WaitFor({"verify error", "certificate verify failed"}, *loop_)
+          .has_value());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((!handshake.has_value() || !handshake->IsDone()) &&
+         absl::Now() < deadline) {
+    loop_->RunOnce(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(handshake.has_value() && handshake->IsDone());
+  EXPECT_FALSE(handshake->Result().ok());
+  EXPECT_FALSE(seen.made);
+}
+
+}  // namespace
+}  // namespace sluice
