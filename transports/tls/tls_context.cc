@@ -10,6 +10,10 @@
 #include <string>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "transports/tls/openssl_util.h"
@@ -27,7 +31,10 @@ class TlsContext::State {
       alpn_wire_.append(protocol);
     }
   }
-  ~State() { SSL_CTX_free(ctx_); }
+  ~State() {
+    for (auto& [name, session] : sessions_) SSL_SESSION_free(session);
+    SSL_CTX_free(ctx_);
+  }
   State(const State&) = delete;
   State& operator=(const State&) = delete;
 
@@ -37,12 +44,39 @@ class TlsContext::State {
   TlsContextOptions& mutable_options() { return options_; }
   const std::string& alpn_wire() const { return alpn_wire_; }
 
+  // Client sessions by server name. Connections on several loops' threads
+  // may share a context, hence the lock.
+  SSL_SESSION* TakeSessionRef(const std::string& name) {
+    absl::MutexLock lock(&sessions_mutex_);
+    auto it = sessions_.find(name);
+    if (it == sessions_.end()) return nullptr;
+    SSL_SESSION_up_ref(it->second);
+    return it->second;
+  }
+  // Takes `session`'s reference.
+  void KeepSession(const std::string& name, SSL_SESSION* session) {
+    absl::MutexLock lock(&sessions_mutex_);
+    if (sessions_.size() >= kMaxSessions && !sessions_.contains(name)) {
+      SSL_SESSION_free(sessions_.begin()->second);
+      sessions_.erase(sessions_.begin());
+    }
+    auto [it, inserted] = sessions_.try_emplace(name, session);
+    if (!inserted) {
+      SSL_SESSION_free(it->second);
+      it->second = session;
+    }
+  }
+
  private:
+  static constexpr size_t kMaxSessions = 1024;
   SSL_CTX* const ctx_;
   const bool server_;
   TlsContextOptions options_;
   // The ALPN list in its wire format: length-prefixed names.
   std::string alpn_wire_;
+  absl::Mutex sessions_mutex_;
+  absl::flat_hash_map<std::string, SSL_SESSION*> sessions_
+      ABSL_GUARDED_BY(sessions_mutex_);
 };
 
 namespace {
@@ -200,6 +234,27 @@ int SelectAlpn(SSL* ssl, const unsigned char** out, unsigned char* out_size,
   return SSL_TLSEXT_ERR_OK;
 }
 
+// The server name a client connection keeps its sessions under.
+int SessionKeyIndex() {
+  static const int index = SSL_get_ex_new_index(
+      0, nullptr, nullptr, nullptr,
+      [](void* /*parent*/, void* key, CRYPTO_EX_DATA* /*data*/, int /*index*/,
+         long /*argl*/, void* /*argp*/) {
+        delete static_cast<std::string*>(key);
+      });
+  return index;
+}
+
+// OpenSSL made a session a later connection may resume (in TLS 1.3, a
+// ticket after the handshake): returning 1 keeps its reference.
+int KeepNewSession(SSL* ssl, SSL_SESSION* session) {
+  const auto* key =
+      static_cast<const std::string*>(SSL_get_ex_data(ssl, SessionKeyIndex()));
+  if (key == nullptr) return 0;
+  StateOf(ssl)->KeepSession(*key, session);
+  return 1;
+}
+
 void LogKey(const SSL* ssl, const char* line) {
   TlsContext::State* state = StateOf(ssl);
   if (state->mutable_options().key_log) state->mutable_options().key_log(line);
@@ -277,6 +332,11 @@ absl::StatusOr<TlsContext> TlsContext::Create(TlsContextOptions options,
     }
   }
   if (o.key_log) SSL_CTX_set_keylog_callback(ctx, LogKey);
+  if (!server && o.session_resumption) {
+    SSL_CTX_set_session_cache_mode(
+        ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, KeepNewSession);
+  }
 
   // Renegotiation is refused (it has had its attacks, and TLS 1.3 has none);
   // buffers are released while a connection is idle.
@@ -295,5 +355,18 @@ bool TlsContext::verify_hostname() const {
 }
 
 SSL_CTX* TlsContext::native() const { return state_->ctx(); }
+
+void TlsContext::PrepareResumption(SSL* ssl,
+                                   const std::string& server_name) const {
+  if (state_->server() || !state_->options().session_resumption ||
+      server_name.empty()) {
+    return;
+  }
+  SSL_set_ex_data(ssl, SessionKeyIndex(), new std::string(server_name));
+  if (SSL_SESSION* session = state_->TakeSessionRef(server_name)) {
+    SSL_set_session(ssl, session);  // Takes its own reference.
+    SSL_SESSION_free(session);
+  }
+}
 
 }  // namespace sluice

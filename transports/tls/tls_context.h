@@ -12,6 +12,7 @@
 
 // OpenSSL's types, without its headers.
 typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
 
 namespace sluice {
 
@@ -55,6 +56,12 @@ struct TlsContextOptions {
   // handshake.
   std::vector<std::string> alpn_protocols = {};
 
+  // Clients: keep the session each server (by TlsOptions::server_name)
+  // gives, and offer it on the next connection to that name, which then
+  // skips the full handshake (TlsInfo::resumed). Servers issue session
+  // tickets either way (OpenSSL's default).
+  bool session_resumption = true;
+
   // Called with each key-log line (the SSLKEYLOGFILE format), to decrypt a
   // packet capture. For debugging only.
   absl::AnyInvocable<void(std::string_view line)> key_log = {};
@@ -80,6 +87,11 @@ class TlsContext {
   class State;
 
  private:
+  friend class TlsTransport;
+  // Clients: offers `ssl` the session last kept for `server_name`, and
+  // keeps the sessions `ssl` receives under that name.
+  void PrepareResumption(SSL* ssl, const std::string& server_name) const;
+
   explicit TlsContext(std::shared_ptr<State> state) : state_(std::move(state)) {}
   static absl::StatusOr<TlsContext> Create(TlsContextOptions options,
                                            bool server);

@@ -125,6 +125,7 @@ absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
       }
     }
   }
+  context.PrepareResumption(ssl, options.server_name);
   return std::unique_ptr<TlsTransport>(new TlsTransport(
       loop, context, std::move(options), std::move(protocol), ssl));
 }

@@ -335,6 +335,39 @@ TEST_F(TlsTest, AlpnWithoutOverlapFailsTheHandshake) {
               HasSubstr("no application protocol"));
 }
 
+TEST_F(TlsTest, ASecondConnectionResumesTheSession) {
+  TlsContext server_context = TlsContext::CreateServer(ServerOptions()).value();
+  TlsContext client_context = TlsContext::CreateClient(ClientOptions()).value();
+  auto connect = [&](bool& resumed) {
+    Record client;
+    Record server;
+    server.echo = true;
+    ConnectInMemory(
+        *loop_,
+        TlsTransport::Create(*loop_, client_context,
+                             {.server_name = "localhost"},
+                             std::make_unique<App>(client))
+            .value(),
+        TlsTransport::Create(*loop_, server_context, {},
+                             std::make_unique<App>(server))
+            .value());
+    ASSERT_TRUE(loop_->RunUntil([&] { return client.made; }));
+    resumed = client.transport->GetExtraInfo<TlsInfo>()->resumed;
+    // The echo makes the client read the tickets that follow the handshake.
+    client.transport->Write("x");
+    ASSERT_TRUE(loop_->RunUntil([&] { return client.received == "x"; }));
+    client.transport->Close();
+    ASSERT_TRUE(loop_->RunUntil(
+        [&] { return client.lost.has_value() && server.lost.has_value(); }));
+  };
+  bool first = true;
+  bool second = false;
+  ASSERT_NO_FATAL_FAILURE(connect(first));
+  ASSERT_NO_FATAL_FAILURE(connect(second));
+  EXPECT_FALSE(first);
+  EXPECT_TRUE(second);
+}
+
 TEST_F(TlsTest, MutualTlsRequiredRefusesAClientWithoutACertificate) {
   TlsContextOptions server = ServerOptions();
   server.ca_pem = ca_->certificate_pem;
