@@ -3,10 +3,14 @@
 //
 //   ./bazelw run //samples:echo_client -- --port=8888 --bytes=100000000
 //   echo hello | ./bazelw run //samples:echo_client -- --port=8888
+//   echo hello | ./bazelw run //samples:echo_client -- --port=8443 --tls
+//       --ca=/tmp/certs/ca.pem --server_name=localhost
 //
 // With --bytes=0 (the default) it sends its standard input and prints the
 // echo; otherwise a generated payload of that size. Writing honours flow
-// control: it stops at PauseWriting and goes on at ResumeWriting.
+// control: it stops at PauseWriting and goes on at ResumeWriting. With
+// --tls it speaks TLS to the server (samples/tls_echo_server), checking the
+// server's certificate against --ca or the system's trust store.
 
 #include <unistd.h>
 
@@ -18,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -32,6 +37,8 @@
 #include "framework/task.h"
 #include "framework/transport.h"
 #include "transports/connection.h"
+#include "transports/tls/tls_context.h"
+#include "transports/tls/tls_transport.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Echo server host.");
 ABSL_FLAG(int, port, 8888, "Echo server port.");
@@ -39,7 +46,17 @@ ABSL_FLAG(std::string, unix, "", "Connect to this Unix socket path instead.");
 ABSL_FLAG(int64_t, bytes, 0,
           "Size of a generated payload; 0 sends standard input instead.");
 ABSL_FLAG(int64_t, chunk, 64 * 1024, "Bytes per write.");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Connect timeout.");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
+          "Connect timeout; with --tls, also the handshake's.");
+ABSL_FLAG(bool, tls, false, "Connect with TLS.");
+ABSL_FLAG(std::string, ca, "",
+          "With --tls: trust the CA certificates in this PEM file instead of "
+          "the system's.");
+ABSL_FLAG(std::string, server_name, "",
+          "With --tls: the name the server's certificate must have (and SNI, "
+          "for a DNS name); default: --host.");
+ABSL_FLAG(bool, insecure, false,
+          "With --tls: do not verify the server's certificate.");
 
 namespace {
 
@@ -139,24 +156,59 @@ class EchoClient final : public sluice::Protocol {
   bool paused_ = false;
 };
 
+// The TLS layer for `app`, from the --tls flags.
+absl::StatusOr<std::unique_ptr<sluice::TlsTransport>> MakeTls(
+    EventLoop& loop, std::unique_ptr<sluice::Protocol> app) {
+  sluice::TlsContextOptions context_options{.ca_file = absl::GetFlag(FLAGS_ca)};
+  if (absl::GetFlag(FLAGS_insecure)) {
+    context_options.verify = sluice::TlsVerify::kNone;
+  }
+  absl::StatusOr<sluice::TlsContext> context =
+      sluice::TlsContext::CreateClient(std::move(context_options));
+  if (!context.ok()) return context.status();
+  std::string server_name = absl::GetFlag(FLAGS_server_name);
+  if (server_name.empty()) server_name = absl::GetFlag(FLAGS_host);
+  return sluice::TlsTransport::Create(
+      loop, *context,
+      {.server_name = std::move(server_name),
+       .handshake_timeout = absl::GetFlag(FLAGS_timeout)},
+      std::move(app));
+}
+
 sluice::Task<absl::Status> Run(EventLoop& loop, const Payload& payload) {
   sluice::Future<absl::Status> done(loop);
-  auto factory = [&payload, done] {
+  sluice::ProtocolFactory factory = [&payload, done] {
     return std::make_unique<EchoClient>(payload, absl::GetFlag(FLAGS_chunk),
                                         done);
   };
+  // The protocol above a TLS layer starts once the handshake is done, and
+  // never if it fails: then only this says why.
+  std::optional<sluice::Future<absl::Status>> handshake;
+  if (absl::GetFlag(FLAGS_tls)) {
+    absl::StatusOr<std::unique_ptr<sluice::TlsTransport>> tls =
+        MakeTls(loop, factory());
+    if (!tls.ok()) co_return tls.status();
+    handshake = (*tls)->Handshake();
+    // Made up front, so that bad options are reported; one connection
+    // calls the factory once.
+    factory = [tls = *std::move(tls)]() mutable { return std::move(tls); };
+  }
   sluice::ConnectOptions options{.timeout = absl::GetFlag(FLAGS_timeout)};
   const absl::Time start = absl::Now();
   absl::StatusOr<sluice::Connection> connection;
   if (absl::GetFlag(FLAGS_unix).empty()) {
     connection = co_await sluice::CreateConnection(
-        loop, factory, absl::GetFlag(FLAGS_host),
+        loop, std::move(factory), absl::GetFlag(FLAGS_host),
         static_cast<uint16_t>(absl::GetFlag(FLAGS_port)), options);
   } else {
     connection = co_await sluice::CreateUnixConnection(
-        loop, factory, absl::GetFlag(FLAGS_unix), options);
+        loop, std::move(factory), absl::GetFlag(FLAGS_unix), options);
   }
   if (!connection.ok()) co_return connection.status();
+  if (handshake.has_value()) {
+    absl::Status shook = co_await *handshake;
+    if (!shook.ok()) co_return shook;
+  }
   absl::Status echoed = co_await done;
   if (!echoed.ok()) co_return echoed;
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -175,6 +227,18 @@ int main(int argc, char** argv) {
   const int64_t bytes = absl::GetFlag(FLAGS_bytes);
   if (bytes < 0 || absl::GetFlag(FLAGS_chunk) <= 0) {
     absl::FPrintF(stderr, "echo_client: --bytes must be >= 0, --chunk > 0\n");
+    return 2;
+  }
+  const bool insecure = absl::GetFlag(FLAGS_insecure);
+  const bool has_ca = !absl::GetFlag(FLAGS_ca).empty();
+  if (!absl::GetFlag(FLAGS_tls) &&
+      (has_ca || insecure || !absl::GetFlag(FLAGS_server_name).empty())) {
+    absl::FPrintF(
+        stderr, "echo_client: --ca, --server_name and --insecure need --tls\n");
+    return 2;
+  }
+  if (insecure && has_ca) {
+    absl::FPrintF(stderr, "echo_client: give --ca or --insecure, not both\n");
     return 2;
   }
   Payload payload = bytes > 0 ? Payload(bytes)

@@ -176,10 +176,24 @@ void Server::MaybeFinishWaiters() {
   }
 }
 
+namespace {
+
+// The top of a connection's stack: a layer (TLS) closes as its protocol
+// would, after its own flush and close_notify, and then closes below.
+Transport& TopOfStack(Transport& root) {
+  Transport* top = &root;
+  while (auto* layer = dynamic_cast<Transport*>(&top->GetProtocol())) {
+    top = layer;
+  }
+  return *top;
+}
+
+}  // namespace
+
 void Server::CloseClients() {
   // Copied: closing may finish a connection and edit the set.
   std::vector<SocketTransport*> open(connections_.begin(), connections_.end());
-  for (SocketTransport* transport : open) transport->Close();
+  for (SocketTransport* transport : open) TopOfStack(*transport).Close();
 }
 
 void Server::AbortClients() {

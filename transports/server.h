@@ -55,7 +55,9 @@ class Server {
   // Completes with OK once the server is closed and its last connection is
   // lost (asyncio 3.12.1+ semantics).
   Future<absl::Status> WaitClosed();
-  // Close() / Abort() every connection still open.
+  // Close() / Abort() every connection still open. Close goes to the top of
+  // each connection's stack, so that a layer (TLS) closes as it would for
+  // its protocol (close_notify after what is buffered).
   void CloseClients();
   void AbortClients();
 

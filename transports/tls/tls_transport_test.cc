@@ -513,6 +513,37 @@ TEST_F(TlsTest, SixtyFourMegabytesReachAStallingReaderInOrderWithBoundedBuffers)
   EXPECT_TRUE(errors_.empty()) << errors_[0];
 }
 
+TEST_F(TlsTest, ServerCloseClientsSendsCloseNotify) {
+  std::unique_ptr<EventLoop> loop = EventLoop::Create().value();
+  TlsContext server_context = TlsContext::CreateServer(ServerOptions()).value();
+  TlsContext client_context = TlsContext::CreateClient(ClientOptions()).value();
+  Record server_record;
+  auto server_factory = [&]() -> std::unique_ptr<Protocol> {
+    return TlsTransport::Create(*loop, server_context, {},
+                                std::make_unique<App>(server_record))
+        .value();
+  };
+  absl::StatusOr<std::unique_ptr<Server>> server = loop->RunUntilComplete(
+      CreateServer(*loop, server_factory, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok()) << server.status();
+  Record client;
+  auto client_factory = [&]() -> std::unique_ptr<Protocol> {
+    return TlsTransport::Create(*loop, client_context,
+                                {.server_name = "localhost"},
+                                std::make_unique<App>(client))
+        .value();
+  };
+  ASSERT_TRUE(loop->RunUntilComplete(
+                      CreateConnection(*loop, client_factory, "127.0.0.1",
+                                       (*server)->addresses()[0].port()))
+                  .ok());
+  ASSERT_TRUE(loop->RunUntil([&] { return server_record.made; }));
+  (*server)->CloseClients();
+  ASSERT_TRUE(loop->RunUntil([&] { return client.lost.has_value(); }));
+  EXPECT_TRUE(client.eof);  // close_notify, not a truncation.
+  EXPECT_TRUE(client.lost->ok()) << *client.lost;
+}
+
 TEST_F(TlsTest, TlsOverTls) {
   // An outer connection whose application is itself a TLS layer.
   TlsContext server_context = TlsContext::CreateServer(ServerOptions()).value();

@@ -1,0 +1,193 @@
+// An echo server over TLS: echo_server's Protocol with a TlsTransport layer
+// between it and each TCP connection.
+//
+//   ./bazelw run //samples:tls_echo_server -- --port=8443
+//   echo hello | bazel-bin/samples/echo_client --port=8443 --tls --insecure
+//
+// With a CA of its own, and client certificates required (mutual TLS):
+//
+//   ./bazelw run //tools:make_certs -- --out=/tmp/certs
+//   ./bazelw run //samples:tls_echo_server -- --cert=/tmp/certs/server.pem
+//       --key=/tmp/certs/server.key --ca=/tmp/certs/ca.pem
+//
+// Without --cert and --key it makes a self-signed certificate for
+// localhost, 127.0.0.1 and ::1 and prints its SHA-256 fingerprint, so a
+// client can check it by hand (openssl s_client prints the same with
+// `| openssl x509 -noout -fingerprint -sha256`). With --ca, clients must
+// present a certificate that CA signed.
+
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
+#include "framework/event_loop.h"
+#include "framework/protocol.h"
+#include "framework/task.h"
+#include "framework/transport.h"
+#include "transports/server.h"
+#include "transports/tls/certificates.h"
+#include "transports/tls/tls_context.h"
+#include "transports/tls/tls_transport.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to listen on; empty: every interface, IPv4 and IPv6.");
+ABSL_FLAG(int, port, 8443, "TCP port; 0 picks a free one.");
+ABSL_FLAG(std::string, cert, "",
+          "PEM certificate chain (with --key); without both, an ephemeral "
+          "self-signed certificate.");
+ABSL_FLAG(std::string, key, "", "PEM private key of --cert.");
+ABSL_FLAG(std::string, ca, "",
+          "PEM CA certificates: when given, clients must present a "
+          "certificate they signed.");
+ABSL_FLAG(std::vector<std::string>, alpn, {},
+          "ALPN protocols in preference order, e.g. h2,http/1.1; a client "
+          "that offers others only is refused.");
+
+namespace {
+
+using sluice::EventLoop;
+
+class EchoProtocol final : public sluice::Protocol {
+ public:
+  void ConnectionMade(sluice::Transport& transport) override {
+    transport_ = &transport;
+    const sluice::TlsInfo* tls = transport.GetExtraInfo<sluice::TlsInfo>();
+    std::optional<sluice::SocketAddress> peer = transport.PeerAddress();
+    std::string details = absl::StrFormat("%s %s", tls->version, tls->cipher);
+    if (!tls->alpn.empty()) {
+      absl::StrAppendFormat(&details, ", ALPN %s", tls->alpn);
+    }
+    if (!tls->peer_subject.empty()) {
+      absl::StrAppendFormat(&details, ", client %s", tls->peer_subject);
+    }
+    absl::PrintF("%s: %s\n", peer.has_value() ? peer->ToString() : "?",
+                 details);
+  }
+  void DataReceived(std::string_view data) override { transport_->Write(data); }
+  // Back-pressure: stop reading while the client is not reading.
+  void PauseWriting() override { transport_->PauseReading(); }
+  void ResumeWriting() override { transport_->ResumeReading(); }
+  void ConnectionLost(const absl::Status& status) override {
+    if (!status.ok()) {
+      absl::FPrintF(stderr, "tls_echo_server: %s\n", status.ToString());
+    }
+  }
+
+ private:
+  sluice::Transport* transport_ = nullptr;
+};
+
+absl::StatusOr<sluice::TlsContext> MakeContext() {
+  sluice::TlsContextOptions options{
+      .certificate_chain_file = absl::GetFlag(FLAGS_cert),
+      .private_key_file = absl::GetFlag(FLAGS_key),
+      .ca_file = absl::GetFlag(FLAGS_ca),
+      .alpn_protocols = absl::GetFlag(FLAGS_alpn),
+  };
+  if (options.certificate_chain_file.empty() !=
+      options.private_key_file.empty()) {
+    return absl::InvalidArgumentError("--cert and --key go together");
+  }
+  if (!options.ca_file.empty()) options.verify = sluice::TlsVerify::kRequired;
+  if (options.certificate_chain_file.empty()) {
+    absl::StatusOr<sluice::KeyAndCertificate> ephemeral =
+        sluice::GenerateSelfSigned({.common_name = "localhost",
+                                    .dns_names = {"localhost"},
+                                    .ip_addresses = {"127.0.0.1", "::1"}});
+    if (!ephemeral.ok()) return ephemeral.status();
+    absl::StatusOr<std::string> fingerprint =
+        sluice::CertificateFingerprint(ephemeral->certificate_pem);
+    if (!fingerprint.ok()) return fingerprint.status();
+    absl::PrintF(
+        "ephemeral self-signed certificate for localhost, 127.0.0.1, ::1\n"
+        "SHA-256 fingerprint %s\n",
+        *fingerprint);
+    options.certificate_chain_pem = std::move(ephemeral->certificate_pem);
+    options.private_key_pem = std::move(ephemeral->key_pem);
+  }
+  return sluice::TlsContext::CreateServer(std::move(options));
+}
+
+sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
+    EventLoop& loop, const sluice::TlsContext& context) {
+  int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) {
+    co_return absl::InvalidArgumentError(
+        absl::StrFormat("--port must be 0..65535, got %d", port));
+  }
+  auto factory = [&loop, context] {
+    // A server context with the default options: Create cannot fail.
+    std::unique_ptr<sluice::TlsTransport> tls =
+        sluice::TlsTransport::Create(loop, context, {},
+                                     std::make_unique<EchoProtocol>())
+            .value();
+    // The protocol above never hears of a failed handshake.
+    tls->Handshake().AddDoneCallback([](const absl::Status& status) {
+      if (!status.ok()) {
+        absl::FPrintF(stderr, "tls_echo_server: %s\n", status.ToString());
+      }
+    });
+    return tls;
+  };
+  co_return co_await sluice::CreateServer(
+      loop, factory, absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "A TLS echo server, e.g.: tls_echo_server --port=8443 "
+      "[--cert=server.pem --key=server.key] [--ca=ca.pem] [--alpn=h2]");
+  absl::ParseCommandLine(argc, argv);
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  absl::StatusOr<sluice::TlsContext> context = MakeContext();
+  if (!context.ok()) {
+    absl::FPrintF(stderr, "tls_echo_server: %s\n", context.status().ToString());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+  if (!loop.ok()) {
+    absl::FPrintF(stderr, "tls_echo_server: %s\n", loop.status().ToString());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<sluice::Server>> server =
+      (*loop)->RunUntilComplete(Listen(**loop, *context));
+  if (!server.ok()) {
+    absl::FPrintF(stderr, "tls_echo_server: %s\n", server.status().ToString());
+    return 1;
+  }
+  for (const sluice::SocketAddress& address : (*server)->addresses()) {
+    absl::PrintF("tls echo server listening on %s\n", address.ToString());
+  }
+  // Ctrl-C or SIGTERM: stop listening, close the connections, exit.
+  auto stop = [&] {
+    absl::PrintF("shutting down (%d connections)\n",
+                 (*server)->active_connections());
+    (*server)->Close();
+    // Each TLS layer sends its close_notify, then closes below.
+    (*server)->CloseClients();
+    (*server)->WaitClosed().AddDoneCallback(
+        [&](const absl::Status&) { (*loop)->Stop(); });
+  };
+  for (int signo : {SIGINT, SIGTERM}) {
+    absl::Status handled = (*loop)->AddSignalHandler(signo, stop);
+    if (!handled.ok()) {
+      absl::FPrintF(stderr, "tls_echo_server: %s\n", handled.ToString());
+      return 1;
+    }
+  }
+  (*loop)->RunForever();
+  return 0;
+}
