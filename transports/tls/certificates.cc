@@ -229,6 +229,14 @@ absl::Status SetRandomSerial(X509* certificate) {
 absl::Status SetValidity(X509* certificate, const CertificateOptions& options) {
   const absl::Time not_before = absl::Now() + options.not_before_offset;
   const absl::Time not_after = not_before + options.valid_for;
+  // X.509 times end with the year 9999 (RFC 5280's GeneralizedTime);
+  // OpenSSL would write an unreadable one past it.
+  const absl::Time last = absl::FromCivil(absl::CivilSecond(9999, 12, 31, 23, 59, 59),
+                                          absl::UTCTimeZone());
+  if (not_after > last || not_before > last) {
+    return absl::InvalidArgumentError(
+        "certificate validity must end by the year 9999");
+  }
   if (ASN1_TIME_set(X509_getm_notBefore(certificate),
                     absl::ToTimeT(not_before)) == nullptr) {
     return OpenSslError("set notBefore");

@@ -301,6 +301,13 @@ TEST(CertificatesTest, NonPositiveValidityIsRejected) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CertificatesTest, ValidityPastTheYear9999IsRejected) {
+  absl::StatusOr<KeyAndCertificate> forever = GenerateSelfSigned(
+      {.common_name = "forever", .valid_for = absl::Hours(24 * 365) * 8000});
+  EXPECT_EQ(forever.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(forever.status().message(), HasSubstr("9999"));
+}
+
 TEST(CertificatesTest, WritePemFileWritesTheContent) {
   const std::string path = absl::StrCat(::testing::TempDir(), "/cert.pem");
   ASSERT_TRUE(WritePemFile(path, "first, longer content", false).ok());
