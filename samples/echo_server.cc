@@ -9,7 +9,6 @@
 // that client until the buffer drains, so a client that sends without
 // reading cannot grow the server's memory beyond the watermarks.
 
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -26,6 +25,7 @@
 #include "framework/task.h"
 #include "framework/transport.h"
 #include "protocols/streams/streams.h"
+#include "samples/serve.h"
 #include "transports/server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
@@ -111,25 +111,6 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "echo_server: %s\n", server.status().ToString());
     return 1;
   }
-  for (const sluice::SocketAddress& address : (*server)->addresses()) {
-    absl::PrintF("echo server listening on %s\n", address.ToString());
-  }
-  // Ctrl-C or SIGTERM: stop listening, close the connections, exit.
-  auto stop = [&] {
-    absl::PrintF("shutting down (%d connections)\n",
-                 (*server)->active_connections());
-    (*server)->Close();
-    (*server)->CloseClients();
-    (*server)->WaitClosed().AddDoneCallback(
-        [&](const absl::Status&) { (*loop)->Stop(); });
-  };
-  for (int signo : {SIGINT, SIGTERM}) {
-    absl::Status handled = (*loop)->AddSignalHandler(signo, stop);
-    if (!handled.ok()) {
-      absl::FPrintF(stderr, "echo_server: %s\n", handled.ToString());
-      return 1;
-    }
-  }
-  (*loop)->RunForever();
-  return 0;
+  return sluice::samples::ServeUntilSignalled(**loop, **server, "echo server",
+                                              "echo_server");
 }

@@ -16,7 +16,6 @@
 // `| openssl x509 -noout -fingerprint -sha256`). With --ca, clients must
 // present a certificate that CA signed.
 
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -35,6 +34,7 @@
 #include "framework/protocol.h"
 #include "framework/task.h"
 #include "framework/transport.h"
+#include "samples/serve.h"
 #include "transports/server.h"
 #include "transports/tls/certificates.h"
 #include "transports/tls/tls_context.h"
@@ -168,26 +168,6 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "tls_echo_server: %s\n", server.status().ToString());
     return 1;
   }
-  for (const sluice::SocketAddress& address : (*server)->addresses()) {
-    absl::PrintF("tls echo server listening on %s\n", address.ToString());
-  }
-  // Ctrl-C or SIGTERM: stop listening, close the connections, exit.
-  auto stop = [&] {
-    absl::PrintF("shutting down (%d connections)\n",
-                 (*server)->active_connections());
-    (*server)->Close();
-    // Each TLS layer sends its close_notify, then closes below.
-    (*server)->CloseClients();
-    (*server)->WaitClosed().AddDoneCallback(
-        [&](const absl::Status&) { (*loop)->Stop(); });
-  };
-  for (int signo : {SIGINT, SIGTERM}) {
-    absl::Status handled = (*loop)->AddSignalHandler(signo, stop);
-    if (!handled.ok()) {
-      absl::FPrintF(stderr, "tls_echo_server: %s\n", handled.ToString());
-      return 1;
-    }
-  }
-  (*loop)->RunForever();
-  return 0;
+  return sluice::samples::ServeUntilSignalled(**loop, **server, "tls echo server",
+                                              "tls_echo_server");
 }
