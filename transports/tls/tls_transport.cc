@@ -35,6 +35,13 @@ char* PlaintextBuffer() {
   return buffer.data();
 }
 
+// Where DoShutdown drops application data that arrives after Close: not
+// PlaintextBuffer, which a DataReceived that called Close may still read.
+char* DiscardBuffer() {
+  thread_local std::array<char, kPlaintextChunk> buffer;
+  return buffer.data();
+}
+
 bool IsIpAddress(const std::string& name) {
   unsigned char address[16];
   return inet_pton(AF_INET, name.c_str(), address) == 1 ||
@@ -151,6 +158,7 @@ TlsTransport::TlsTransport(EventLoop& loop, const TlsContext& context,
 }
 
 TlsTransport::~TlsTransport() {
+  if (state_ == State::kHandshake) AbandonHandshake(absl::OkStatus());
   handshake_timer_.Cancel();
   shutdown_timer_.Cancel();
   resume_read_.Cancel();
@@ -200,12 +208,18 @@ void TlsTransport::Advance() {
 void TlsTransport::DoHandshake() {
   ERR_clear_error();
   const int result = SSL_do_handshake(ssl_);
+  // Read OpenSSL's verdict before SendOutput: below, another TLS layer's
+  // calls reset this thread's error queue.
+  const int error = result == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, result);
+  const absl::Status failure =
+      error == SSL_ERROR_NONE || error == SSL_ERROR_WANT_READ
+          ? absl::OkStatus()
+          : SslError(error, "handshake");
   SendOutput();
   if (result == 1) {
     FinishHandshake();
     return;
   }
-  const int error = SSL_get_error(ssl_, result);
   if (error == SSL_ERROR_WANT_READ) {
     if (lower_eof_) {
       FailHandshake(absl::UnavailableError(absl::StrCat(
@@ -214,7 +228,7 @@ void TlsTransport::DoHandshake() {
     }
     return;
   }
-  FailHandshake(SslError(error, "handshake"));
+  FailHandshake(failure);
 }
 
 void TlsTransport::FinishHandshake() {
@@ -227,6 +241,15 @@ void TlsTransport::FinishHandshake() {
   Flush();
   // Application data may have come with the handshake's last flight.
   DoRead();
+}
+
+void TlsTransport::AbandonHandshake(const absl::Status& why) {
+  handshake_timer_.Cancel();
+  handshake_.SetResult(
+      why.ok() ? absl::CancelledError(absl::StrCat(
+                     "the TLS handshake with ", Describe(),
+                     " was abandoned: the connection was closed"))
+               : why);
 }
 
 void TlsTransport::FailHandshake(absl::Status status) {
@@ -255,6 +278,7 @@ void TlsTransport::Fail(absl::Status status) {
 }
 
 void TlsTransport::OnForceClose(const absl::Status& status) {
+  if (state_ == State::kHandshake) AbandonHandshake(status);
   state_ = State::kDone;
   shutdown_timer_.Cancel();
   resume_read_.Cancel();
@@ -333,6 +357,11 @@ size_t TlsTransport::ReadPlaintext(std::span<char> into, int& error) {
         SSL_read_ex(ssl_, into.data() + filled, into.size() - filled, &n);
     if (result != 1) {
       error = SSL_get_error(ssl_, result);
+      // Before the plaintext goes up: what it reaches may reset this
+      // thread's error queue.
+      if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_ZERO_RETURN) {
+        read_failure_ = SslError(error, "read");
+      }
       break;
     }
     filled += n;
@@ -358,7 +387,7 @@ void TlsTransport::HandleReadStop(int error) {
       DeliverEofUp();
       return;
     default:
-      Fail(SslError(error, "read"));
+      Fail(std::exchange(read_failure_, absl::OkStatus()));
   }
 }
 
@@ -469,25 +498,23 @@ void TlsTransport::Close() {
     Fail(absl::DeadlineExceededError(absl::StrCat(
         "the TLS shutdown with ", Describe(), " timed out after ",
         absl::FormatDuration(options_.shutdown_timeout),
-        ": the peer did not answer close_notify")));
+        state_ == State::kFlushing
+            ? ": the peer did not read what was left to send"
+            : ": the peer did not answer close_notify")));
   });
   UpdateLowerReading();
   Flush();
 }
 
 void TlsTransport::DoShutdown() {
-  if (state_ == State::kFlushing) {
-    if (!buffer_.empty()) return;  // Flush comes back here when it is.
-    state_ = State::kShutdown;
-    UpdateLowerReading();  // The peer's close_notify must be read.
-  }
   // Application data after our Close is dropped, as by any transport that
-  // closes; the loop runs until the peer's close_notify.
+  // closes (while flushing too, or it would pile up in the BIO); the loop
+  // runs until the peer's close_notify.
   while (!peer_closed_) {
     ERR_clear_error();
     size_t n = 0;
     const int result =
-        SSL_read_ex(ssl_, PlaintextBuffer(), kPlaintextChunk, &n);
+        SSL_read_ex(ssl_, DiscardBuffer(), kPlaintextChunk, &n);
     if (result == 1) continue;
     const int error = SSL_get_error(ssl_, result);
     if (error == SSL_ERROR_ZERO_RETURN) {
@@ -498,6 +525,11 @@ void TlsTransport::DoShutdown() {
       Fail(SslError(error, "shutdown"));
       return;
     }
+  }
+  if (state_ == State::kFlushing) {
+    if (!buffer_.empty()) return;  // Flush comes back here when it is.
+    state_ = State::kShutdown;
+    UpdateLowerReading();  // The peer's close_notify must be read.
   }
   ERR_clear_error();
   SSL_shutdown(ssl_);  // Queues our close_notify (once).
@@ -524,7 +556,11 @@ void TlsTransport::SendOutput() {
 absl::Status TlsTransport::SslError(int error, const char* during) {
   if (error == SSL_ERROR_SSL) {
     const long verify = SSL_get_verify_result(ssl_);
-    if (state_ == State::kHandshake && verify != X509_V_OK) {
+    // OpenSSL keeps a verify result under SSL_VERIFY_NONE too: it is the
+    // cause only when verification was asked for and is what failed.
+    if (state_ == State::kHandshake && verify != X509_V_OK &&
+        SSL_get_verify_mode(ssl_) != SSL_VERIFY_NONE &&
+        ERR_GET_REASON(ERR_peek_error()) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
       ERR_clear_error();
       return absl::UnauthenticatedError(absl::StrCat(
           "TLS handshake with ", Describe(),

@@ -72,6 +72,8 @@ struct TlsInfo {
 // it is made); writes are encrypted a few records at a time while the
 // layer below accepts them, and the protocol above is paused while this
 // layer's buffer is above its high watermark or the layer below is paused.
+// SetWriteBufferLimits sets both, so the total may reach about twice the
+// high mark plus one batch (64 KiB) before PauseWriting.
 // PauseReading stops decryption and, unless the handshake or the shutdown
 // needs bytes, reading below. A BufferedProtocol above gets plaintext
 // decrypted straight into the memory it lends.
@@ -138,11 +140,15 @@ class TlsTransport final : public TransportLayer {
   void DoHandshake();
   void FinishHandshake();
   void FailHandshake(absl::Status status);
+  // The connection went before the handshake finished: Handshake() says
+  // why (kCancelled after a Close or Abort).
+  void AbandonHandshake(const absl::Status& why);
   // Decrypts for the protocol above while it reads.
   void DoRead();
   // Reads into `into` until it is full or OpenSSL has no more plaintext;
   // returns the bytes read, and in `error` SSL_get_error of the last call
-  // (SSL_ERROR_NONE if `into` was filled).
+  // (SSL_ERROR_NONE if `into` was filled; read_failure_ says why for a
+  // fatal one).
   size_t ReadPlaintext(std::span<char> into, int& error);
   // After SSL_read stopped with `error`: the peer's close_notify, a
   // truncation, or a fatal error.
@@ -180,6 +186,7 @@ class TlsTransport final : public TransportLayer {
   bool peer_closed_ = false;   // The peer's close_notify arrived.
   bool eof_sent_ = false;      // WriteEof's close_notify went out.
   bool in_write_ = false;      // Inside Writev.
+  absl::Status read_failure_;  // Why SSL_read failed, taken at once.
   std::optional<TlsInfo> info_;
 };
 

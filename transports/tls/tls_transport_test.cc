@@ -419,9 +419,12 @@ class Bulk final : public App {
         chunk[i] = static_cast<char>((sent_ + i) % 253);
       }
       sent_ += chunk.size();
-      max_buffered =
-          std::max(max_buffered, record_.transport->GetWriteBufferSize());
       record_.transport->Write(chunk);
+      // Right after the write, when the buffers are at their fullest.
+      if (record_.transport != nullptr) {
+        max_buffered =
+            std::max(max_buffered, record_.transport->GetWriteBufferSize());
+      }
     }
   }
   size_t max_buffered = 0;
@@ -476,6 +479,9 @@ class StallingReader final : public BufferedProtocol {
 TEST_F(TlsTest, SixtyFourMegabytesReachAStallingReaderInOrderWithBoundedBuffers) {
   constexpr size_t kTotal = 64 << 20;
   std::unique_ptr<EventLoop> loop = EventLoop::Create().value();
+  loop->SetErrorHandler([this](const LoopError& e) {
+    errors_.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
+  });
   TlsContext server_context = TlsContext::CreateServer(ServerOptions()).value();
   TlsContext client_context = TlsContext::CreateClient(ClientOptions()).value();
   StallingReader* reader = nullptr;
@@ -507,14 +513,17 @@ TEST_F(TlsTest, SixtyFourMegabytesReachAStallingReaderInOrderWithBoundedBuffers)
   EXPECT_GE(reader->stalls, 60);
   // The reader's stalls reached the writer as PauseWriting ...
   EXPECT_GT(writer_record.pauses, 0);
-  // ... and it never had much more than the watermarks plus a write queued
-  // (TLS's plaintext and the socket's ciphertext).
+  // ... and it never had much more than the watermarks (TLS's plaintext and
+  // the socket's ciphertext, 64 KiB each) plus a write and a batch queued.
   EXPECT_LE(writer->max_buffered, 256u * 1024);
   EXPECT_TRUE(errors_.empty()) << errors_[0];
 }
 
 TEST_F(TlsTest, ServerCloseClientsSendsCloseNotify) {
   std::unique_ptr<EventLoop> loop = EventLoop::Create().value();
+  loop->SetErrorHandler([this](const LoopError& e) {
+    errors_.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
+  });
   TlsContext server_context = TlsContext::CreateServer(ServerOptions()).value();
   TlsContext client_context = TlsContext::CreateClient(ClientOptions()).value();
   Record server_record;
@@ -542,6 +551,80 @@ TEST_F(TlsTest, ServerCloseClientsSendsCloseNotify) {
   ASSERT_TRUE(loop->RunUntil([&] { return client.lost.has_value(); }));
   EXPECT_TRUE(client.eof);  // close_notify, not a truncation.
   EXPECT_TRUE(client.lost->ok()) << *client.lost;
+  EXPECT_TRUE(errors_.empty()) << errors_[0];
+}
+
+TEST_F(TlsTest, ClosingOrAbortingDuringTheHandshakeCompletesHandshake) {
+  for (bool abort : {false, true}) {
+    SCOPED_TRACE(abort ? "Abort" : "Close");
+    TlsContext context = TlsContext::CreateClient(ClientOptions()).value();
+    Record client;
+    auto tls = TlsTransport::Create(*loop_, context, {.server_name = "localhost"},
+                                    std::make_unique<App>(client))
+                   .value();
+    TlsTransport* layer = tls.get();
+    Future<absl::Status> handshake = layer->Handshake();
+    ConnectInMemory(*loop_, std::move(tls), std::make_unique<Silent>());
+    loop_->RunUntilIdle();  // The ClientHello went; nothing answers.
+    ASSERT_FALSE(handshake.IsDone());
+    if (abort) {
+      layer->Abort();
+    } else {
+      layer->Close();
+    }
+    ASSERT_TRUE(loop_->RunUntil([&] { return handshake.IsDone(); }));
+    EXPECT_EQ(handshake.Result().code(), absl::StatusCode::kCancelled)
+        << handshake.Result();
+    EXPECT_FALSE(client.made);
+  }
+}
+
+// Reads what it is given only after closing, as a parser might.
+class CloseThenRead final : public Protocol {
+ public:
+  explicit CloseThenRead(Record& record) : record_(record) {}
+  void ConnectionMade(Transport& transport) override {
+    transport_ = &transport;
+    record_.made = true;
+  }
+  void DataReceived(std::string_view data) override {
+    const std::string before(data);
+    if (transport_ != nullptr) transport_->Close();
+    transport_ = nullptr;
+    if (data != before) record_.received = "overwritten";
+    if (record_.received.empty()) record_.received = before;
+  }
+  void ConnectionLost(const absl::Status& status) override {
+    record_.lost = status;
+  }
+
+ private:
+  Record& record_;
+  Transport* transport_ = nullptr;
+};
+
+TEST_F(TlsTest, CloseInsideDataReceivedLeavesItsDataIntact) {
+  TlsContext server_context = TlsContext::CreateServer(ServerOptions()).value();
+  TlsContext client_context = TlsContext::CreateClient(ClientOptions()).value();
+  Record client;
+  Record server;
+  ConnectInMemory(
+      *loop_,
+      TlsTransport::Create(*loop_, client_context, {.server_name = "localhost"},
+                           std::make_unique<App>(client))
+          .value(),
+      TlsTransport::Create(*loop_, server_context, {},
+                           std::make_unique<CloseThenRead>(server))
+          .value());
+  ASSERT_TRUE(loop_->RunUntil([&] { return client.made && server.made; }));
+  // More than one DataReceived's worth, so records wait behind the first.
+  std::string message(200 * 1024, '\0');
+  for (size_t i = 0; i < message.size(); ++i) message[i] = static_cast<char>(i % 249);
+  client.transport->Write(message);
+  ASSERT_TRUE(loop_->RunUntil([&] { return server.lost.has_value(); }));
+  ASSERT_NE(server.received, "overwritten");
+  EXPECT_FALSE(server.received.empty());
+  EXPECT_TRUE(message.compare(0, server.received.size(), server.received) == 0);
 }
 
 TEST_F(TlsTest, TlsOverTls) {
