@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <optional>
 #include <iterator>
+#include <optional>
 #include <utility>
 #include <vector>
 
