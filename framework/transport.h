@@ -132,6 +132,8 @@ class Transport : public BaseTransport {
   // Whether the transport delivers data: not closing, not past the peer's
   // EOF, no pause reason set.
   virtual bool IsReading() const = 0;
+  // Whether `reason` is among the read-pause reasons set.
+  virtual bool IsReadingPausedFor(ReadPause reason) const = 0;
 
   // Whether the protocol is between PauseWriting and ResumeWriting.
   virtual bool IsWritingPaused() const = 0;
@@ -149,6 +151,14 @@ class Transport : public BaseTransport {
   // changes, and null is returned.
   virtual std::unique_ptr<Protocol> SetProtocol(
       std::unique_ptr<Protocol> protocol) = 0;
+  // For a layer that goes between this transport and its protocol
+  // (StartTls; see TransportLayer::Insert): `layer` becomes the protocol
+  // and the previous one is returned, told nothing, for the layer to adopt:
+  // to it the connection goes on, through the layer. The layer is told
+  // nothing either: it inherits the write-pause state the previous protocol
+  // was told. Null is refused as by SetProtocol.
+  virtual std::unique_ptr<Protocol> ReplaceProtocolWithLayer(
+      std::unique_ptr<Protocol> layer) = 0;
   virtual Protocol& GetProtocol() const = 0;
 };
 

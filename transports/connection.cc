@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -81,10 +83,12 @@ Task<absl::StatusOr<int>> ConnectSocket(EventLoop& loop, SocketAddress address,
   co_return std::exchange(fd, -1);
 }
 
-// Wraps connected `fd` in a transport and completes once the protocol's
-// ConnectionMade ran.
+// Wraps connected `fd` in a transport (under TLS if `options` say so) and
+// completes once the protocol's ConnectionMade ran.
 Task<absl::StatusOr<Connection>> StartTransport(EventLoop& loop, int fd,
-                                                ProtocolFactory factory) {
+                                                ProtocolFactory factory,
+                                                const ConnectOptions& options,
+                                                std::string_view server_name) {
   absl::StatusOr<std::unique_ptr<Protocol>> made_protocol =
       MakeProtocol(factory);
   if (!made_protocol.ok()) {
@@ -93,6 +97,19 @@ Task<absl::StatusOr<Connection>> StartTransport(EventLoop& loop, int fd,
   }
   std::unique_ptr<Protocol> protocol = *std::move(made_protocol);
   Protocol* raw_protocol = protocol.get();
+  TlsTransport* tls = nullptr;
+  if (options.tls != nullptr) {
+    TlsOptions tls_options = options.tls_options;
+    tls_options.server_name = server_name;
+    absl::StatusOr<std::unique_ptr<TlsTransport>> layer = TlsTransport::Create(
+        loop, *options.tls, tls_options, std::move(protocol));
+    if (!layer.ok()) {
+      close(fd);
+      co_return layer.status();
+    }
+    tls = layer->get();
+    protocol = *std::move(layer);
+  }
   SocketTransport& transport =
       SocketTransport::Create(loop, fd, std::move(protocol));
   // The transport may be lost before this coroutine resumes (the protocol
@@ -112,14 +129,26 @@ Task<absl::StatusOr<Connection>> StartTransport(EventLoop& loop, int fd,
     transport.Abort();  // Cancelled: nobody will own the connection.
     co_return waited;
   }
+  if (tls != nullptr) {
+    // Cancelling this await aborts the connection (see Handshake()); a
+    // failed handshake has closed it already.
+    absl::Status handshake = co_await tls->Handshake();
+    if (!handshake.ok()) co_return handshake;
+    if (lost.IsDone()) {
+      co_return absl::UnavailableError(
+          "the connection was closed right after the TLS handshake");
+    }
+  }
   transport.SetClosedCallback(nullptr);
+  if (tls != nullptr) co_return Connection{tls, raw_protocol};
   co_return Connection{&transport, raw_protocol};
 }
 
 Task<absl::StatusOr<Connection>> ConnectToAny(EventLoop& loop,
                                               ProtocolFactory factory,
                                               std::string host, uint16_t port,
-                                              ConnectOptions options) {
+                                              ConnectOptions options,
+                                              std::string server_name) {
   absl::StatusOr<std::vector<SocketAddress>> addresses = co_await Resolve(
       loop, host, port, ResolveOptions{.family = options.family});
   if (!addresses.ok()) co_return addresses.status();
@@ -129,7 +158,8 @@ Task<absl::StatusOr<Connection>> ConnectToAny(EventLoop& loop,
     absl::StatusOr<int> fd =
         co_await ConnectSocket(loop, address, options.local_address);
     if (fd.ok()) {
-      co_return co_await StartTransport(loop, *fd, std::move(factory));
+      co_return co_await StartTransport(loop, *fd, std::move(factory), options,
+                                        server_name);
     }
     if (fd.status().code() == absl::StatusCode::kCancelled) {
       co_return fd.status();
@@ -166,30 +196,42 @@ Task<absl::StatusOr<Connection>> CreateConnection(EventLoop& loop,
                                                   uint16_t port,
                                                   ConnectOptions options) {
   std::string target = absl::StrCat(host, ":", port);
+  // Copied now: the options' view need not outlive this call.
+  std::string server_name(options.tls_options.server_name.empty()
+                              ? std::string_view(host)
+                              : options.tls_options.server_name);
+  options.tls_options.server_name = {};
+  const absl::Duration timeout = options.timeout;
   return WithConnectTimeout(
       loop,
-      ConnectToAny(loop, std::move(factory), std::move(host), port, options),
-      std::move(target), options.timeout);
+      ConnectToAny(loop, std::move(factory), std::move(host), port,
+                   std::move(options), std::move(server_name)),
+      std::move(target), timeout);
 }
 
 Task<absl::StatusOr<Connection>> CreateUnixConnection(EventLoop& loop,
                                                       ProtocolFactory factory,
                                                       std::string path,
                                                       ConnectOptions options) {
-  auto attempt =
-      [](EventLoop& loop, ProtocolFactory factory, std::string path,
-         ConnectOptions options) -> Task<absl::StatusOr<Connection>> {
+  auto attempt = [](EventLoop& loop, ProtocolFactory factory,
+                    std::string path, ConnectOptions options,
+                    std::string server_name) -> Task<absl::StatusOr<Connection>> {
     absl::StatusOr<SocketAddress> address = SocketAddress::FromUnixPath(path);
     if (!address.ok()) co_return address.status();
     absl::StatusOr<int> fd =
         co_await ConnectSocket(loop, *address, options.local_address);
     if (!fd.ok()) co_return fd.status();
-    co_return co_await StartTransport(loop, *fd, std::move(factory));
+    co_return co_await StartTransport(loop, *fd, std::move(factory), options,
+                                      server_name);
   };
   std::string target = absl::StrCat("unix:", path);
-  return WithConnectTimeout(
-      loop, attempt(loop, std::move(factory), std::move(path), options),
-      std::move(target), options.timeout);
+  std::string server_name(options.tls_options.server_name);
+  options.tls_options.server_name = {};
+  const absl::Duration timeout = options.timeout;
+  return WithConnectTimeout(loop,
+                            attempt(loop, std::move(factory), std::move(path),
+                                    std::move(options), std::move(server_name)),
+                            std::move(target), timeout);
 }
 
 }  // namespace sluice

@@ -16,6 +16,18 @@
 #include "transports/socket_transport.h"
 
 namespace sluice {
+namespace {
+
+absl::Status ValidateTls(const ServerOptions& options) {
+  if (options.tls == nullptr) return absl::OkStatus();
+  if (!options.tls->is_server()) {
+    return absl::InvalidArgumentError(
+        "ServerOptions::tls needs a server context (TlsContext::CreateServer)");
+  }
+  return TlsTransport::ValidateOptions(*options.tls, options.tls_options);
+}
+
+}  // namespace
 
 // One listening socket.
 class Server::Listener final : public FdHandler {
@@ -34,7 +46,11 @@ class Server::Listener final : public FdHandler {
 };
 
 Server::Server(EventLoop& loop, ProtocolFactory factory, ServerOptions options)
-    : loop_(loop), factory_(std::move(factory)), options_(options) {}
+    : loop_(loop), factory_(std::move(factory)), options_(options) {
+  if (options_.tls != nullptr) tls_ = *options_.tls;
+  options_.tls = nullptr;
+  options_.tls_options.server_name = {};
+}
 
 Server::~Server() {
   Close();
@@ -117,6 +133,17 @@ void Server::Accept(int listen_fd) {
           LoopError{"protocol factory failed", protocol.status()});
       close(fd);
       continue;
+    }
+    if (tls_.has_value()) {
+      // The options were validated by CreateServer: Create cannot fail.
+      protocol = TlsTransport::Create(loop_, *tls_,
+                                      options_.tls_options,
+                                      *std::move(protocol));
+      if (!protocol.ok()) {
+        loop_.ReportError(LoopError{"TLS layer failed", protocol.status()});
+        close(fd);
+        continue;
+      }
     }
     SocketTransport& transport = SocketTransport::Create(
         loop_, fd, *std::move(protocol),
@@ -204,10 +231,12 @@ void Server::AbortClients() {
 Task<absl::StatusOr<std::unique_ptr<Server>>> CreateServer(
     EventLoop& loop, ProtocolFactory factory, std::string host, uint16_t port,
     ServerOptions options) {
+  if (absl::Status valid = ValidateTls(options); !valid.ok()) co_return valid;
+  // Before the first suspension: it copies what options.tls points to.
+  std::unique_ptr<Server> server(new Server(loop, std::move(factory), options));
   absl::StatusOr<std::vector<SocketAddress>> addresses =
       co_await Resolve(loop, host, port, ResolveOptions{.passive = true});
   if (!addresses.ok()) co_return addresses.status();
-  std::unique_ptr<Server> server(new Server(loop, std::move(factory), options));
   for (const SocketAddress& address : *addresses) {
     SocketAddress target = address;
     // Port 0: every address gets the port the kernel chose for the first.
@@ -225,6 +254,7 @@ Task<absl::StatusOr<std::unique_ptr<Server>>> CreateServer(
 absl::StatusOr<std::unique_ptr<Server>> CreateUnixServer(
     EventLoop& loop, ProtocolFactory factory, std::string path,
     ServerOptions options) {
+  if (absl::Status valid = ValidateTls(options); !valid.ok()) return valid;
   absl::StatusOr<SocketAddress> address = SocketAddress::FromUnixPath(path);
   if (!address.ok()) return address.status();
   struct stat info;

@@ -3,8 +3,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -16,6 +18,8 @@
 #include "framework/protocol.h"
 #include "framework/socket_address.h"
 #include "framework/task.h"
+#include "transports/tls/tls_context.h"
+#include "transports/tls/tls_transport.h"
 
 namespace sluice {
 
@@ -32,7 +36,19 @@ struct ServerOptions {
   // descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), instead of
   // spinning on a listening socket that stays readable.
   absl::Duration accept_retry_delay = absl::Seconds(1);
+  // TLS on every accepted connection, with this server context (asyncio's
+  // ssl=): each gets a TlsTransport between its socket and its protocol,
+  // which hears of the connection once the handshake is done and never of
+  // one whose handshake failed (garbage, a plaintext client, a certificate
+  // that did not verify: that connection closes, the server serves on).
+  // The context is copied when the server is created.
+  const TlsContext* tls = nullptr;
+  // The handshake and shutdown timeouts (server_name is for clients).
+  TlsOptions tls_options = {};
 };
+// Options are often braced in a co_await expression, where GCC 12 copies
+// them bitwise and destroys both copies: nothing in them may own anything.
+static_assert(std::is_trivially_destructible_v<ServerOptions>);
 
 // A listening server (asyncio.Server). It owns its listening sockets, not
 // its connections: those belong to the loop and outlive Close() and the
@@ -85,6 +101,7 @@ class Server {
   absl::flat_hash_set<SocketTransport*> connections_;
   std::vector<Future<absl::Status>> waiters_;
   std::string unix_path_;  // Removed on Close.
+  std::optional<TlsContext> tls_;  // options_.tls's, copied.
   Handle accept_retry_;
   bool accepting_paused_ = false;
 };

@@ -6,17 +6,25 @@
 
 namespace sluice {
 
-std::unique_ptr<Protocol> StreamTransportCore::SetProtocol(
-    std::unique_ptr<Protocol> protocol) {
-  if (protocol == nullptr) {
+std::unique_ptr<Protocol> StreamTransportCore::ReplaceProtocolWithLayer(
+    std::unique_ptr<Protocol> layer) {
+  if (layer == nullptr) {
     loop_.ReportError(LoopError{
         "SetProtocol refused",
         absl::InvalidArgumentError(absl::StrCat(
             "SetProtocol(nullptr) on ", Describe(), ": the protocol is kept"))});
     return nullptr;
   }
-  std::swap(protocol_, protocol);
+  std::swap(protocol_, layer);
   buffered_ = protocol_->AsBufferedProtocol();
+  return layer;
+}
+
+std::unique_ptr<Protocol> StreamTransportCore::SetProtocol(
+    std::unique_ptr<Protocol> new_protocol) {
+  std::unique_ptr<Protocol> protocol =
+      ReplaceProtocolWithLayer(std::move(new_protocol));
+  if (protocol == nullptr) return nullptr;
   // A failure is only reported: the handover has happened.
   CallProtocol(
       loop_, "protocol ConnectionHandedOver() failed",

@@ -280,15 +280,21 @@ class StreamTransportCore : public TransportCore<Transport, Protocol> {
   bool IsReading() const override {
     return read_pauses_.empty() && !closing_ && !read_eof_;
   }
+  bool IsReadingPausedFor(ReadPause reason) const override {
+    return read_pauses_.Has(reason);
+  }
   bool IsWritingPaused() const override { return write_paused(); }
   std::unique_ptr<Protocol> SetProtocol(
       std::unique_ptr<Protocol> protocol) override;
+  std::unique_ptr<Protocol> ReplaceProtocolWithLayer(
+      std::unique_ptr<Protocol> layer) override;
   Protocol& GetProtocol() const override { return *protocol_; }
 
  protected:
   StreamTransportCore(EventLoop& loop, std::unique_ptr<Protocol> protocol)
       : TransportCore(loop, std::move(protocol)),
-        buffered_(protocol_->AsBufferedProtocol()) {}
+        buffered_(protocol_ != nullptr ? protocol_->AsBufferedProtocol()
+                                       : nullptr) {}
 
   // The read-pause set went from empty to non-empty or back.
   virtual void ReadingChanged() {}

@@ -8,6 +8,36 @@ namespace sluice {
 
 TransportLayer::~TransportLayer() { deliver_pending_.Cancel(); }
 
+absl::Status TransportLayer::Insert(Transport& lower,
+                                    std::unique_ptr<TransportLayer> layer) {
+  if (lower.IsClosing()) {
+    return absl::FailedPreconditionError(
+        "cannot put a layer into a transport that is closing");
+  }
+  TransportLayer& self = *layer;
+  const bool write_paused = lower.IsWritingPaused();
+  self.protocol_ = lower.ReplaceProtocolWithLayer(std::move(layer));
+  self.buffered_ = self.protocol_->AsBufferedProtocol();
+  // Connected already, through `lower`.
+  self.connection_made_ = true;
+  // What the protocol was told holds: `lower` pausing is this layer's
+  // reason now, and the protocol hears of it no second time.
+  self.told_paused_ = write_paused;
+  if (write_paused) self.PauseWriting();
+  // The protocol's read pauses are this layer's to apply, as kUpperLayer
+  // below (unless the layer needs to read), once the layer is connected.
+  constexpr ReadPause kProtocolReasons[] = {ReadPause::kApplication,
+                                            ReadPause::kStreamReader};
+  for (ReadPause reason : kProtocolReasons) {
+    if (lower.IsReadingPausedFor(reason)) self.read_pauses_.Add(reason);
+  }
+  self.ConnectionMade(lower);
+  for (ReadPause reason : kProtocolReasons) {
+    if (self.read_pauses_.Has(reason)) lower.ResumeReadingFor(reason);
+  }
+  return absl::OkStatus();
+}
+
 std::string TransportLayer::Describe() const {
   std::optional<SocketAddress> peer = PeerAddress();
   return peer.has_value() ? peer->ToString() : std::string("a stacked transport");

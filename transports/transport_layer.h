@@ -39,6 +39,17 @@ class TransportLayer : public StreamTransportCore, public Protocol {
  public:
   ~TransportLayer() override;
 
+  // Puts `layer`, made without a protocol, between `lower` and its protocol,
+  // which the layer adopts (StartTls). The protocol is told nothing: it had
+  // its ConnectionMade from `lower`, goes on through the layer (it must
+  // write to the layer from now on) and gets its ConnectionLost from it.
+  // The read pauses it set on `lower` and the write pause it was told of
+  // move up with it. The layer's ConnectionMade(lower) runs inside. The
+  // protocol must not be a layer itself (it holds on to `lower`).
+  // kFailedPrecondition if `lower` is closing.
+  static absl::Status Insert(Transport& lower,
+                             std::unique_ptr<TransportLayer> layer);
+
   // The transport below: null before its ConnectionMade and after its
   // ConnectionLost.
   Transport* lower() const { return lower_; }
@@ -74,6 +85,7 @@ class TransportLayer : public StreamTransportCore, public Protocol {
   void ConnectionLost(const absl::Status& status) override;
 
  protected:
+  // `protocol` is null for a layer made to be Insert-ed.
   TransportLayer(EventLoop& loop, std::unique_ptr<Protocol> protocol)
       : StreamTransportCore(loop, std::move(protocol)) {}
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
@@ -38,6 +39,8 @@ struct StreamOptions {
   ConnectOptions connect = {};
   ServerOptions server = {};
 };
+// Braced in co_await expressions (see ConnectOptions).
+static_assert(std::is_trivially_destructible_v<StreamOptions>);
 
 // asyncio's open_connection: connects and returns the reader and writer.
 Task<absl::StatusOr<StreamPair>> OpenConnection(EventLoop& loop,

@@ -16,7 +16,7 @@
 #include "framework/transport.h"
 #include "gtest/gtest.h"
 #include "transports/memory_transport.h"
-#include "transports/tls/certificates.h"
+#include "transports/tls/testing/test_pki.h"
 #include "transports/tls/tls_context.h"
 #include "transports/tls/tls_transport.h"
 
@@ -29,21 +29,11 @@ struct Contexts {
 };
 
 const Contexts& TestContexts() {
-  static const Contexts* contexts = [] {
-    KeyAndCertificate ca =
-        GenerateSelfSigned({.common_name = "conformance CA", .is_ca = true})
-            .value();
-    KeyAndCertificate server =
-        IssueCertificate(ca, {.common_name = "localhost",
-                              .dns_names = {"localhost"}})
-            .value();
-    return new Contexts{
-        .client = TlsContext::CreateClient({.ca_pem = ca.certificate_pem}).value(),
-        .server = TlsContext::CreateServer(
-                      {.certificate_chain_pem = server.certificate_pem,
-                       .private_key_pem = server.key_pem})
-                      .value()};
-  }();
+  static const Contexts* contexts = new Contexts{
+      .client =
+          TlsContext::CreateClient(tls_testing::ClientContextOptions()).value(),
+      .server =
+          TlsContext::CreateServer(tls_testing::ServerContextOptions()).value()};
   return *contexts;
 }
 

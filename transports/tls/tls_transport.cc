@@ -89,6 +89,29 @@ void AddSubjectAltNames(X509* certificate, TlsInfo& info) {
 absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
     EventLoop& loop, const TlsContext& context, TlsOptions options,
     std::unique_ptr<Protocol> protocol) {
+  if (protocol == nullptr) {
+    return absl::InvalidArgumentError("a TLS transport needs a protocol");
+  }
+  return Make(loop, context, std::move(options), std::move(protocol));
+}
+
+absl::StatusOr<TlsTransport*> TlsTransport::Upgrade(Transport& transport,
+                                                    const TlsContext& context,
+                                                    TlsOptions options) {
+  absl::StatusOr<std::unique_ptr<TlsTransport>> layer =
+      Make(transport.loop(), context, std::move(options), nullptr);
+  if (!layer.ok()) return layer.status();
+  TlsTransport* tls = layer->get();
+  absl::Status inserted = Insert(transport, *std::move(layer));
+  if (!inserted.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("StartTls: ", inserted.message()));
+  }
+  return tls;
+}
+
+absl::Status TlsTransport::ValidateOptions(const TlsContext& context,
+                                           const TlsOptions& options) {
   if (options.handshake_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the TLS handshake timeout must be positive, got ",
@@ -99,13 +122,20 @@ absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
         "the TLS shutdown timeout must be positive, got ",
         absl::FormatDuration(options.shutdown_timeout)));
   }
-  if (protocol == nullptr) {
-    return absl::InvalidArgumentError("a TLS transport needs a protocol");
-  }
-  if (context.verify_hostname() && options.server_name.empty()) {
+  if (!context.is_server() && context.verify_hostname() &&
+      options.server_name.empty()) {
     return absl::InvalidArgumentError(
         "a TLS client that verifies the server's name needs "
         "TlsOptions::server_name (or a context with verify_hostname off)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Make(
+    EventLoop& loop, const TlsContext& context, TlsOptions options,
+    std::unique_ptr<Protocol> protocol) {
+  if (absl::Status valid = ValidateOptions(context, options); !valid.ok()) {
+    return valid;
   }
   ERR_clear_error();
   SSL* ssl = SSL_new(context.native());
@@ -113,7 +143,7 @@ absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
     return absl::InternalError(absl::StrCat("SSL_new: ", DrainOpenSslErrors()));
   }
   if (!context.is_server() && !options.server_name.empty()) {
-    const std::string& name = options.server_name;
+    const std::string name(options.server_name);
     const bool ip = IsIpAddress(name);
     // SNI carries host names only (RFC 6066).
     if (!ip && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) {
@@ -132,7 +162,7 @@ absl::StatusOr<std::unique_ptr<TlsTransport>> TlsTransport::Create(
       }
     }
   }
-  context.PrepareResumption(ssl, options.server_name);
+  context.PrepareResumption(ssl, std::string(options.server_name));
   return std::unique_ptr<TlsTransport>(new TlsTransport(
       loop, context, std::move(options), std::move(protocol), ssl));
 }
@@ -142,7 +172,8 @@ TlsTransport::TlsTransport(EventLoop& loop, const TlsContext& context,
                            std::unique_ptr<Protocol> protocol, SSL* ssl)
     : TransportLayer(loop, std::move(protocol)),
       context_(context),
-      options_(std::move(options)),
+      handshake_timeout_(options.handshake_timeout),
+      shutdown_timeout_(options.shutdown_timeout),
       ssl_(ssl),
       handshake_(loop) {
   incoming_ = BIO_new(BIO_s_mem());
@@ -150,6 +181,10 @@ TlsTransport::TlsTransport(EventLoop& loop, const TlsContext& context,
   // An empty incoming BIO means "wait for more", not EOF.
   BIO_set_mem_eof_return(incoming_, -1);
   SSL_set_bio(ssl_, incoming_, outgoing_);
+  // Nobody waits for this connection any more (a connect or StartTls was
+  // cancelled): it goes. Only while pending, and the layer completes the
+  // future before it is destroyed.
+  handshake_.SetCancelHook([this] { Abort(); });
   if (context_.is_server()) {
     SSL_set_accept_state(ssl_);
   } else {
@@ -158,7 +193,12 @@ TlsTransport::TlsTransport(EventLoop& loop, const TlsContext& context,
 }
 
 TlsTransport::~TlsTransport() {
-  if (state_ == State::kHandshake) AbandonHandshake(absl::OkStatus());
+  if (state_ == State::kHandshake) {
+    // Not Describe(): the transport below, which owns this layer, is being
+    // destroyed.
+    AbandonHandshake(absl::CancelledError(
+        "the TLS handshake was abandoned: the connection was destroyed"));
+  }
   handshake_timer_.Cancel();
   shutdown_timer_.Cancel();
   resume_read_.Cancel();
@@ -166,10 +206,10 @@ TlsTransport::~TlsTransport() {
 }
 
 void TlsTransport::OnLowerConnected() {
-  handshake_timer_ = loop_.CallLater(options_.handshake_timeout, [this] {
+  handshake_timer_ = loop_.CallLater(handshake_timeout_, [this] {
     FailHandshake(absl::DeadlineExceededError(absl::StrCat(
         "the TLS handshake with ", Describe(), " took longer than ",
-        absl::FormatDuration(options_.handshake_timeout), ": aborted")));
+        absl::FormatDuration(handshake_timeout_), ": aborted")));
   });
   DoHandshake();  // A client speaks first.
 }
@@ -494,10 +534,10 @@ void TlsTransport::Close() {
   }
   if (state_ != State::kOpen) return;
   state_ = State::kFlushing;
-  shutdown_timer_ = loop_.CallLater(options_.shutdown_timeout, [this] {
+  shutdown_timer_ = loop_.CallLater(shutdown_timeout_, [this] {
     Fail(absl::DeadlineExceededError(absl::StrCat(
         "the TLS shutdown with ", Describe(), " timed out after ",
-        absl::FormatDuration(options_.shutdown_timeout),
+        absl::FormatDuration(shutdown_timeout_),
         state_ == State::kFlushing
             ? ": the peer did not read what was left to send"
             : ": the peer did not answer close_notify")));

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -24,15 +25,21 @@ typedef struct bio_st BIO;
 
 namespace sluice {
 
+// Per-connection TLS settings, read during the call that takes them (and
+// copied as needed), so server_name may view a temporary. Nothing in them
+// owns anything: GCC 12 copies an aggregate temporary in a co_await
+// expression bitwise and destroys both copies, and `co_await StartTls(t,
+// context, {.server_name = "example.com"})` must work.
 struct TlsOptions {
   // Clients: the server's name, sent as SNI (DNS names only) and checked
   // against its certificate (DNS or IP SANs) when the context verifies
   // hostnames.
-  std::string server_name = {};
+  std::string_view server_name = {};
   // asyncio's defaults. Zero or less is kInvalidArgument.
   absl::Duration handshake_timeout = absl::Seconds(60);
   absl::Duration shutdown_timeout = absl::Seconds(30);
 };
+static_assert(std::is_trivially_destructible_v<TlsOptions>);
 
 // What a TLS connection negotiated: transport.GetExtraInfo<TlsInfo>(), set
 // once the handshake is done (null before).
@@ -80,15 +87,34 @@ struct TlsInfo {
 class TlsTransport final : public TransportLayer {
  public:
   // kInvalidArgument for a timeout <= 0, or a client context that verifies
-  // hostnames without `options.server_name`.
+  // hostnames without `options.server_name` (ValidateOptions).
   static absl::StatusOr<std::unique_ptr<TlsTransport>> Create(
       EventLoop& loop, const TlsContext& context, TlsOptions options,
       std::unique_ptr<Protocol> protocol);
+  // STARTTLS: puts a TLS layer between `transport` and its protocol, which
+  // goes on with the connection through the layer (TransportLayer::Insert:
+  // no second ConnectionMade; its pauses carry over) and must write to the
+  // returned transport from now on. The handshake starts at once; what the
+  // protocol writes meanwhile is sent after it. Handshake() says how it
+  // went; a failure also reaches the protocol, as ConnectionLost. Bytes
+  // that arrive from now on are TLS: call it once the peer has been told
+  // (the "220 Ready" of SMTP), before it sends its hello. The returned
+  // transport is valid until the protocol's ConnectionLost returns.
+  // kFailedPrecondition if `transport` is closing; kInvalidArgument as
+  // Create.
+  static absl::StatusOr<TlsTransport*> Upgrade(Transport& transport,
+                                               const TlsContext& context,
+                                               TlsOptions options);
+  // What Create and Upgrade refuse in `options`, checked up front (a server
+  // validates its options once, not per connection).
+  static absl::Status ValidateOptions(const TlsContext& context,
+                                      const TlsOptions& options);
   ~TlsTransport() override;
 
   // Completes once the handshake has: OK, or why it failed (kUnauthenticated
   // for a certificate that did not verify, kDeadlineExceeded after the
-  // handshake timeout, kUnavailable otherwise).
+  // handshake timeout, kUnavailable otherwise). Cancelling it, or a task
+  // that awaits it, aborts the connection (kCancelled).
   Future<absl::Status> Handshake() const { return handshake_; }
 
   // Transport.
@@ -124,6 +150,10 @@ class TlsTransport final : public TransportLayer {
     kDone,       // Failed, aborted or closed.
   };
 
+  // Create without the protocol check: null for Upgrade.
+  static absl::StatusOr<std::unique_ptr<TlsTransport>> Make(
+      EventLoop& loop, const TlsContext& context, TlsOptions options,
+      std::unique_ptr<Protocol> protocol);
   TlsTransport(EventLoop& loop, const TlsContext& context, TlsOptions options,
                std::unique_ptr<Protocol> protocol, SSL* ssl);
 
@@ -171,7 +201,8 @@ class TlsTransport final : public TransportLayer {
   }
 
   const TlsContext context_;
-  const TlsOptions options_;
+  const absl::Duration handshake_timeout_;
+  const absl::Duration shutdown_timeout_;
   SSL* const ssl_;
   BIO* incoming_ = nullptr;  // Ciphertext from below, owned by ssl_.
   BIO* outgoing_ = nullptr;  // Ciphertext for below, owned by ssl_.

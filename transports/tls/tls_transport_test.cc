@@ -22,6 +22,7 @@
 #include "transports/memory_transport.h"
 #include "transports/server.h"
 #include "transports/tls/certificates.h"
+#include "transports/tls/testing/test_pki.h"
 #include "transports/tls/tls_context.h"
 
 namespace sluice {
@@ -73,20 +74,6 @@ class App : public Protocol {
 // Both ends of a TLS connection over the in-memory pair, on virtual time.
 class TlsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    ca_ = new KeyAndCertificate(
-        GenerateSelfSigned({.common_name = "sluice test CA", .is_ca = true})
-            .value());
-    server_cert_ = new KeyAndCertificate(
-        IssueCertificate(*ca_, {.common_name = "localhost",
-                                .dns_names = {"localhost"},
-                                .ip_addresses = {"127.0.0.1"}})
-            .value());
-    other_ca_ = new KeyAndCertificate(
-        GenerateSelfSigned({.common_name = "another CA", .is_ca = true})
-            .value());
-  }
-
   TlsTest()
       : loop_(EventLoop::Create(EventLoopOptions{.clock = &clock_}).value()) {
     loop_->SetErrorHandler([this](const LoopError& e) {
@@ -95,11 +82,10 @@ class TlsTest : public ::testing::Test {
   }
 
   static TlsContextOptions ServerOptions() {
-    return TlsContextOptions{.certificate_chain_pem = server_cert_->certificate_pem,
-                             .private_key_pem = server_cert_->key_pem};
+    return tls_testing::ServerContextOptions();
   }
   static TlsContextOptions ClientOptions() {
-    return TlsContextOptions{.ca_pem = ca_->certificate_pem};
+    return tls_testing::ClientContextOptions();
   }
 
   // Connects a client and a server App through TLS over ConnectInMemory
@@ -139,10 +125,6 @@ class TlsTest : public ::testing::Test {
     }));
   }
 
-  static inline KeyAndCertificate* ca_ = nullptr;
-  static inline KeyAndCertificate* server_cert_ = nullptr;
-  static inline KeyAndCertificate* other_ca_ = nullptr;
-
   VirtualClock clock_;
   std::unique_ptr<EventLoop> loop_;
   std::vector<std::string> errors_;
@@ -172,7 +154,7 @@ TEST_F(TlsTest, HandshakeThenDataBothWaysAndWhatWasNegotiated) {
   EXPECT_FALSE(info->cipher.empty());
   EXPECT_EQ(info->peer_subject, "CN=localhost");
   EXPECT_THAT(info->peer_dns_names, ElementsAre("localhost"));
-  EXPECT_THAT(info->peer_ip_addresses, ElementsAre("127.0.0.1"));
+  EXPECT_THAT(info->peer_ip_addresses, ElementsAre("127.0.0.1", "::1"));
   EXPECT_FALSE(info->peer_certificate_der.empty());
   const TlsInfo* server_info = server_.transport->GetExtraInfo<TlsInfo>();
   ASSERT_NE(server_info, nullptr);
@@ -183,7 +165,7 @@ TEST_F(TlsTest, HandshakeThenDataBothWaysAndWhatWasNegotiated) {
 
 TEST_F(TlsTest, AnUntrustedServerFailsTheHandshakeAndNoAppHearsOfIt) {
   ASSERT_NO_FATAL_FAILURE(
-      Connect(TlsContextOptions{.ca_pem = other_ca_->certificate_pem}));
+      Connect(TlsContextOptions{.ca_pem = tls_testing::Pki().other_ca.certificate_pem}));
   EXPECT_EQ(client_handshake_->Result().code(),
             absl::StatusCode::kUnauthenticated)
       << client_handshake_->Result();
@@ -370,7 +352,7 @@ TEST_F(TlsTest, ASecondConnectionResumesTheSession) {
 
 TEST_F(TlsTest, MutualTlsRequiredRefusesAClientWithoutACertificate) {
   TlsContextOptions server = ServerOptions();
-  server.ca_pem = ca_->certificate_pem;
+  server.ca_pem = tls_testing::Pki().ca.certificate_pem;
   server.verify = TlsVerify::kRequired;
   ASSERT_NO_FATAL_FAILURE(Connect(ClientOptions(), std::move(server)));
   EXPECT_FALSE(server_handshake_->Result().ok());
@@ -379,14 +361,11 @@ TEST_F(TlsTest, MutualTlsRequiredRefusesAClientWithoutACertificate) {
 }
 
 TEST_F(TlsTest, MutualTlsWithAClientCertificate) {
-  KeyAndCertificate client_cert =
-      IssueCertificate(*ca_, {.common_name = "client", .client_auth = true})
-          .value();
   TlsContextOptions client = ClientOptions();
-  client.certificate_chain_pem = client_cert.certificate_pem;
-  client.private_key_pem = client_cert.key_pem;
+  client.certificate_chain_pem = tls_testing::Pki().client.certificate_pem;
+  client.private_key_pem = tls_testing::Pki().client.key_pem;
   TlsContextOptions server = ServerOptions();
-  server.ca_pem = ca_->certificate_pem;
+  server.ca_pem = tls_testing::Pki().ca.certificate_pem;
   server.verify = TlsVerify::kRequired;
   ASSERT_NO_FATAL_FAILURE(Connect(std::move(client), std::move(server)));
   ASSERT_TRUE(server_handshake_->Result().ok()) << server_handshake_->Result();
