@@ -1,10 +1,34 @@
 #include "protocols/streams/stream_writer.h"
 
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "absl/time/time.h"
 
 namespace sluice {
+namespace {
+
+Task<absl::Status> UpgradeToTls(
+    std::shared_ptr<streams_internal::StreamState> state, TlsContext context,
+    std::string server_name, TlsOptions options) {
+  // What is buffered goes out in plaintext first (asyncio drains too).
+  absl::Status drained = co_await StreamWriter(state).Drain();
+  if (!drained.ok()) co_return drained;
+  Transport* transport = state->transport();
+  if (transport == nullptr) co_return state->LostError();
+  options.server_name = server_name;
+  absl::StatusOr<TlsTransport*> tls =
+      TlsTransport::Upgrade(*transport, context, options);
+  if (!tls.ok()) co_return tls.status();
+  // The reader's pause moved up with the protocol: the state talks to the
+  // TLS layer from now on.
+  state->ConnectionMade(**tls);
+  // Cancelling this await aborts the connection (see Handshake()).
+  co_return co_await (*tls)->Handshake();
+}
+
+}  // namespace
 
 void StreamWriter::Write(std::string_view data) {
   // After the loss the bytes are dropped; Drain reports why.
@@ -46,6 +70,13 @@ std::optional<SocketAddress> StreamWriter::PeerAddress() const {
 std::optional<SocketAddress> StreamWriter::LocalAddress() const {
   Transport* transport = state_->transport();
   return transport != nullptr ? transport->LocalAddress() : std::nullopt;
+}
+
+Task<absl::Status> StreamWriter::StartTls(const TlsContext& context,
+                                          TlsOptions options) {
+  // The options' view is copied now: the upgrade comes after a drain.
+  return UpgradeToTls(state_, context, std::string(options.server_name),
+                      options);
 }
 
 StreamWriter::DrainAwaiter StreamWriter::Drain() const {

@@ -18,6 +18,8 @@
 #include "framework/transport.h"
 #include "framework/wait_queue.h"
 #include "protocols/streams/stream_state.h"
+#include "transports/tls/tls_context.h"
+#include "transports/tls/tls_transport.h"
 
 namespace sluice {
 
@@ -72,6 +74,19 @@ class StreamWriter {
   DrainAwaiter Drain() const;
   // The same for callback code: `done` runs on the loop with the result.
   void Drain(absl::AnyInvocable<void(absl::Status)> done);
+
+  // asyncio's StreamWriter.start_tls (STARTTLS): drains, then upgrades the
+  // connection to TLS (TlsTransport::Upgrade), as a client or a server
+  // according to `context`; the reader and this writer go through TLS from
+  // then on (what the reader buffered before stays readable, in order).
+  // Completes once the handshake has: OK, or why it failed (the connection
+  // is closed then, and reads and drains fail with that error). Upgrade
+  // once the peer has been told, before it sends its hello.
+  //
+  //   writer.Write("220 ready to start TLS\r\n");
+  //   absl::Status secured = co_await writer.StartTls(context);
+  Task<absl::Status> StartTls(const TlsContext& context,
+                              TlsOptions options = {});
 
   // The transport while the connection lasts; null afterwards.
   Transport* transport() const { return state_->transport(); }
