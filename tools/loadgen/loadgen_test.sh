@@ -20,6 +20,8 @@ fail() {
 
 # Starts the test server with the given flags; sets server_pid and port.
 start_server() {
+  # Made first: the background job opens it after the polling below starts.
+  : >"$tmp/server.out"
   "$server_bin" --lifetime=50s "$@" >"$tmp/server.out" 2>"$tmp/server.err" &
   server_pid=$!
   port=""
