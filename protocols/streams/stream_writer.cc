@@ -75,8 +75,9 @@ std::optional<SocketAddress> StreamWriter::LocalAddress() const {
 Task<absl::Status> StreamWriter::StartTls(const TlsContext& context,
                                           TlsOptions options) {
   // The options' view is copied now: the upgrade comes after a drain.
-  return UpgradeToTls(state_, context, std::string(options.server_name),
-                      options);
+  std::string server_name(options.server_name);
+  options.server_name = {};
+  return UpgradeToTls(state_, context, std::move(server_name), options);
 }
 
 StreamWriter::DrainAwaiter StreamWriter::Drain() const {

@@ -23,21 +23,22 @@ class StreamsTlsTest : public ::testing::Test {
  protected:
   StreamsTlsTest()
       : loop_(EventLoop::Create().value()),
-        server_context_(
-            TlsContext::CreateServer(tls_testing::ServerContextOptions())
-                .value()),
-        client_context_(
-            TlsContext::CreateClient(tls_testing::ClientContextOptions())
-                .value()) {
+        server_context_(tls_testing::ServerContext()),
+        client_context_(tls_testing::ClientContext()) {
     loop_->SetErrorHandler([this](const LoopError& e) {
       errors_.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
     });
   }
 
+  // LineServer on a free port (`port_`).
+  void StartLineServer(StreamOptions options);
+
   std::unique_ptr<EventLoop> loop_;
   TlsContext server_context_;
   TlsContext client_context_;
   std::vector<std::string> errors_;
+  std::unique_ptr<Server> server_;
+  uint16_t port_ = 0;
 };
 
 // Echoes lines; after "STARTTLS" it answers "220 ready" and upgrades.
@@ -62,19 +63,24 @@ Task<absl::Status> LineServer(const TlsContext* context, StreamReader reader,
   co_return absl::OkStatus();
 }
 
-TEST_F(StreamsTlsTest, TlsFromTheStartThroughStreamOptions) {
+void StreamsTlsTest::StartLineServer(StreamOptions options) {
   absl::StatusOr<std::unique_ptr<Server>> server =
       loop_->RunUntilComplete(StartServer(
           *loop_,
           [this](StreamReader reader, StreamWriter writer) {
             return LineServer(&server_context_, reader, writer);
           },
-          "127.0.0.1", 0, {.server = {.tls = &server_context_}}));
+          "127.0.0.1", 0, options));
   ASSERT_TRUE(server.ok()) << server.status();
-  const uint16_t port = (*server)->addresses()[0].port();
+  server_ = *std::move(server);
+  port_ = server_->addresses()[0].port();
+}
+
+TEST_F(StreamsTlsTest, TlsFromTheStartThroughStreamOptions) {
+  ASSERT_NO_FATAL_FAILURE(StartLineServer({.server = {.tls = &server_context_}}));
   auto client = [&]() -> Task<absl::StatusOr<std::string>> {
     absl::StatusOr<StreamPair> streams = co_await OpenConnection(
-        *loop_, "127.0.0.1", port,
+        *loop_, "127.0.0.1", port_,
         {.connect = {.tls = &client_context_,
                      .tls_options = {.server_name = "localhost"}}});
     if (!streams.ok()) co_return streams.status();
@@ -90,19 +96,11 @@ TEST_F(StreamsTlsTest, TlsFromTheStartThroughStreamOptions) {
 }
 
 TEST_F(StreamsTlsTest, StartTlsMidStreamOnBothSides) {
-  absl::StatusOr<std::unique_ptr<Server>> server =
-      loop_->RunUntilComplete(StartServer(
-          *loop_,
-          [this](StreamReader reader, StreamWriter writer) {
-            return LineServer(&server_context_, reader, writer);
-          },
-          "127.0.0.1", 0));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const uint16_t port = (*server)->addresses()[0].port();
+  ASSERT_NO_FATAL_FAILURE(StartLineServer({}));
   std::vector<std::string> answers;
   auto client = [&]() -> Task<absl::Status> {
     absl::StatusOr<StreamPair> streams =
-        co_await OpenConnection(*loop_, "127.0.0.1", port);
+        co_await OpenConnection(*loop_, "127.0.0.1", port_);
     if (!streams.ok()) co_return streams.status();
     StreamReader& reader = streams->reader;
     StreamWriter& writer = streams->writer;
@@ -137,15 +135,7 @@ TEST_F(StreamsTlsTest, StartTlsMidStreamOnBothSides) {
 }
 
 TEST_F(StreamsTlsTest, AFailedStartTlsIsItsResultAndTheStreamsError) {
-  absl::StatusOr<std::unique_ptr<Server>> server =
-      loop_->RunUntilComplete(StartServer(
-          *loop_,
-          [this](StreamReader reader, StreamWriter writer) {
-            return LineServer(&server_context_, reader, writer);
-          },
-          "127.0.0.1", 0));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const uint16_t port = (*server)->addresses()[0].port();
+  ASSERT_NO_FATAL_FAILURE(StartLineServer({}));
   TlsContext untrusting =
       TlsContext::CreateClient(
           {.ca_pem = tls_testing::Pki().other_ca.certificate_pem})
@@ -153,7 +143,7 @@ TEST_F(StreamsTlsTest, AFailedStartTlsIsItsResultAndTheStreamsError) {
   absl::Status after_failure;
   auto client = [&]() -> Task<absl::Status> {
     absl::StatusOr<StreamPair> streams =
-        co_await OpenConnection(*loop_, "127.0.0.1", port);
+        co_await OpenConnection(*loop_, "127.0.0.1", port_);
     if (!streams.ok()) co_return streams.status();
     streams->writer.Write("STARTTLS\n");
     absl::StatusOr<std::string> ready = co_await streams->reader.ReadLine();

@@ -29,11 +29,9 @@ struct Contexts {
 };
 
 const Contexts& TestContexts() {
-  static const Contexts* contexts = new Contexts{
-      .client =
-          TlsContext::CreateClient(tls_testing::ClientContextOptions()).value(),
-      .server =
-          TlsContext::CreateServer(tls_testing::ServerContextOptions()).value()};
+  static const Contexts* contexts =
+      new Contexts{.client = tls_testing::ClientContext(),
+                   .server = tls_testing::ServerContext()};
   return *contexts;
 }
 

@@ -97,12 +97,8 @@ void ServeStartTls(const TlsContext& context, Side& side,
 class StartTlsTest : public ::testing::Test {
  protected:
   StartTlsTest()
-      : server_context_(
-            TlsContext::CreateServer(tls_testing::ServerContextOptions())
-                .value()),
-        client_context_(
-            TlsContext::CreateClient(tls_testing::ClientContextOptions())
-                .value()) {}
+      : server_context_(tls_testing::ServerContext()),
+        client_context_(tls_testing::ClientContext()) {}
 
   void WatchErrors(EventLoop& loop) {
     loop.SetErrorHandler([this](const LoopError& e) {

@@ -62,12 +62,8 @@ class TlsConnectionTest : public ::testing::Test {
  protected:
   TlsConnectionTest()
       : loop_(EventLoop::Create().value()),
-        server_context_(
-            TlsContext::CreateServer(tls_testing::ServerContextOptions())
-                .value()),
-        client_context_(
-            TlsContext::CreateClient(tls_testing::ClientContextOptions())
-                .value()) {
+        server_context_(tls_testing::ServerContext()),
+        client_context_(tls_testing::ClientContext()) {
     loop_->SetErrorHandler([this](const LoopError& e) {
       errors_.push_back(absl::StrCat(e.message, ": ", e.status.ToString()));
     });

@@ -35,4 +35,12 @@ TlsContextOptions ClientContextOptions() {
   return TlsContextOptions{.ca_pem = Pki().ca.certificate_pem};
 }
 
+TlsContext ServerContext() {
+  return TlsContext::CreateServer(ServerContextOptions()).value();
+}
+
+TlsContext ClientContext() {
+  return TlsContext::CreateClient(ClientContextOptions()).value();
+}
+
 }  // namespace sluice::tls_testing

@@ -23,6 +23,9 @@ const TestPki& Pki();
 TlsContextOptions ServerContextOptions();
 // A client context's options trusting Pki().ca.
 TlsContextOptions ClientContextOptions();
+// Contexts made from those options.
+TlsContext ServerContext();
+TlsContext ClientContext();
 
 }  // namespace sluice::tls_testing
 
