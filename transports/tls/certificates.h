@@ -32,8 +32,10 @@ struct CertificateOptions {
   // notAfter - notBefore; must be positive.
   absl::Duration valid_for = absl::Hours(24);
   // Shifts notBefore from now, so tests can make expired (negative) or
-  // not-yet-valid (positive) certificates.
-  absl::Duration not_before_offset = absl::ZeroDuration();
+  // not-yet-valid (positive) certificates. Five minutes back by default: a
+  // certificate made a moment ago must be valid for a peer whose clock is a
+  // little behind, or for this host after its clock was stepped back.
+  absl::Duration not_before_offset = absl::Minutes(-5);
   // basicConstraints CA:TRUE and keyUsage keyCertSign, cRLSign. A CA has no
   // extendedKeyUsage, so it can issue both server and client certificates.
   bool is_ca = false;

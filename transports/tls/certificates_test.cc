@@ -152,6 +152,20 @@ TEST(CertificatesTest, ExpiredCertificateFailsVerification) {
             X509_V_ERR_CERT_HAS_EXPIRED);
 }
 
+TEST(CertificatesTest, ANewCertificateIsValidForAClockAMinuteBehind) {
+  absl::StatusOr<KeyAndCertificate> leaf =
+      GenerateSelfSigned(LocalhostOptions());
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+  X509Ptr certificate = ParseCertificate(leaf->certificate_pem);
+  ASSERT_NE(certificate, nullptr);
+  time_t a_minute_ago = absl::ToTimeT(absl::Now() - absl::Minutes(1));
+  // notBefore is earlier: a peer whose clock is behind, or this host after
+  // a clock step, accepts it.
+  EXPECT_LT(X509_cmp_time(X509_get0_notBefore(certificate.get()),
+                          &a_minute_ago),
+            0);
+}
+
 TEST(CertificatesTest, NotYetValidCertificateFailsVerification) {
   KeyAndCertificate ca = MakeCa("Sluice Test CA");
   CertificateOptions options = LocalhostOptions();
