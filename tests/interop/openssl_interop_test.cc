@@ -258,6 +258,85 @@ TEST_F(OpenSslInteropTest, OpenSslClientAgainstSluiceServer) {
   EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
 }
 
+TEST_F(OpenSslInteropTest, KeyUpdatesFromOpenSslClientKeepTheEchoFlowing) {
+  TlsContext context = TlsContext::CreateServer(
+                           {.certificate_chain_file = cert_file_,
+                            .private_key_file = key_file_})
+                           .value();
+  Seen seen;
+  auto factory = [&]() -> std::unique_ptr<Protocol> {
+    return TlsTransport::Create(*loop_, context, {},
+                                std::make_unique<App>(seen, "", true))
+        .value();
+  };
+  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
+      CreateServer(*loop_, factory, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok()) << server.status();
+  Child client({"openssl", "s_client", "-connect",
+                absl::StrCat("127.0.0.1:", (*server)->addresses()[0].port()),
+                "-CAfile", cert_file_, "-verify_return_error", "-quiet",
+                "-no_ign_eof"});
+  client.Write("before\n");
+  ASSERT_TRUE(client.WaitFor({"before\n"}, *loop_).has_value());
+  // "K": a KeyUpdate that asks sluice to update its keys too, so both
+  // directions change keys; "k" changes the client's sending keys only.
+  client.Write("K\n");
+  ASSERT_TRUE(client.WaitFor({"KEYUPDATE"}, *loop_).has_value());
+  client.Write("after\n");
+  ASSERT_TRUE(client.WaitFor({"after\n"}, *loop_).has_value());
+  client.Write("k\n");
+  // s_client reads a command and what follows it in one go as the command:
+  // the line waits until it has acted.
+  const absl::Time updated_by = absl::Now() + absl::Seconds(10);
+  while (client.Poll().find("KEYUPDATE", client.Poll().find("KEYUPDATE") + 1) ==
+             std::string::npos &&
+         absl::Now() < updated_by) {
+    loop_->RunOnce(absl::Milliseconds(5));
+  }
+  client.Write("last\n");
+  ASSERT_TRUE(client.WaitFor({"last\n"}, *loop_).has_value());
+  EXPECT_EQ(seen.received, "before\nafter\nlast\n");
+  client.CloseStdin();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!seen.lost.has_value() && absl::Now() < deadline) {
+    loop_->RunOnce(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(seen.lost.has_value()) << client.Poll();
+  EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
+}
+
+TEST_F(OpenSslInteropTest, AServerAskingForClientCertificatesNamesItsCas) {
+  KeyAndCertificate ca =
+      GenerateSelfSigned({.common_name = "sluice interop CA", .is_ca = true})
+          .value();
+  TlsContext context = TlsContext::CreateServer(
+                           {.certificate_chain_file = cert_file_,
+                            .private_key_file = key_file_,
+                            .ca_pem = ca.certificate_pem,
+                            .verify = TlsVerify::kOptional})
+                           .value();
+  Seen seen;
+  auto factory = [&]() -> std::unique_ptr<Protocol> {
+    return TlsTransport::Create(*loop_, context, {},
+                                std::make_unique<App>(seen, "", true))
+        .value();
+  };
+  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
+      CreateServer(*loop_, factory, "127.0.0.1", 0));
+  ASSERT_TRUE(server.ok()) << server.status();
+  Child client({"openssl", "s_client", "-connect",
+                absl::StrCat("127.0.0.1:", (*server)->addresses()[0].port()),
+                "-CAfile", cert_file_, "-no_ign_eof"});
+  client.Write("hello\n");
+  // s_client prints the names from the CertificateRequest, then the echo.
+  ASSERT_TRUE(client.WaitFor({"hello\n"}, *loop_).has_value());
+  const std::string& output = client.Poll();
+  const size_t names = output.find("Acceptable client certificate CA names");
+  ASSERT_NE(names, std::string::npos) << output;
+  EXPECT_NE(output.find("CN = sluice interop CA", names), std::string::npos)
+      << output;
+}
+
 TEST_F(OpenSslInteropTest, OpenSslClientThatDoesNotTrustTheServerFails) {
   TlsContext context = TlsContext::CreateServer(
                            {.certificate_chain_pem = cert_pem_,

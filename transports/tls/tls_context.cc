@@ -216,6 +216,32 @@ absl::Status LoadTrust(SSL_CTX* ctx, const TlsContextOptions& options,
   return absl::OkStatus();
 }
 
+// Servers that ask for client certificates name the CAs they trust in the
+// request, so a client holding several certificates can pick the right one.
+absl::Status AnnounceClientCas(SSL_CTX* ctx, const TlsContextOptions& options) {
+  STACK_OF(X509_OBJECT)* trusted =
+      X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+  for (int i = 0; i < sk_X509_OBJECT_num(trusted); ++i) {
+    X509* ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(trusted, i));
+    if (ca != nullptr && SSL_CTX_add_client_CA(ctx, ca) != 1) {
+      return Invalid("the client CA names", DrainOpenSslErrors());
+    }
+  }
+  if (!options.ca_directory.empty()) {
+    STACK_OF(X509_NAME)* names = SSL_CTX_get_client_CA_list(ctx);
+    if (names == nullptr) {
+      names = sk_X509_NAME_new_null();
+      SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    if (SSL_add_dir_cert_subjects_to_stack(names,
+                                           options.ca_directory.c_str()) != 1) {
+      return Invalid(absl::StrCat("CA directory ", options.ca_directory),
+                     DrainOpenSslErrors());
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Servers: the first of our protocols that the client offers; none in
 // common fails the handshake (RFC 7301's no_application_protocol).
 int SelectAlpn(SSL* ssl, const unsigned char** out, unsigned char* out_size,
@@ -253,6 +279,48 @@ int KeepNewSession(SSL* ssl, SSL_SESSION* session) {
   if (key == nullptr) return 0;
   StateOf(ssl)->KeepSession(*key, session);
   return 1;
+}
+
+// Servers: the context a client's server name chose, which the connection
+// keeps alive (its SSL_CTX's app data is that context's State).
+int ChosenContextIndex() {
+  static const int index = SSL_get_ex_new_index(
+      0, nullptr, nullptr, nullptr,
+      [](void* /*parent*/, void* context, CRYPTO_EX_DATA* /*data*/,
+         int /*index*/, long /*argl*/, void* /*argp*/) {
+        delete static_cast<TlsContext*>(context);
+      });
+  return index;
+}
+
+// `arg` is the listening context's State: after a switch (a second
+// ClientHello, after a HelloRetryRequest) StateOf would be the chosen one's.
+int ChooseContextByServerName(SSL* ssl, int* alert, void* arg) {
+  const auto* state = static_cast<const TlsContext::State*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  absl::StatusOr<const TlsContext*> chosen =
+      state->options().server_name_callback(name == nullptr ? "" : name);
+  if (chosen.ok() && *chosen != nullptr && !(*chosen)->is_server()) {
+    chosen = absl::InvalidArgumentError(
+        "server_name_callback returned a client context");
+  }
+  if (!chosen.ok()) {
+    ERR_raise_data(ERR_LIB_SSL, SSL_R_CALLBACK_FAILED,
+                   "server name '%s' refused: %s", name == nullptr ? "" : name,
+                   std::string(chosen.status().message()).c_str());
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  if (*chosen == nullptr || (*chosen)->native() == SSL_get_SSL_CTX(ssl)) {
+    return SSL_TLSEXT_ERR_OK;
+  }
+  SSL_CTX* ctx = (*chosen)->native();
+  delete static_cast<TlsContext*>(SSL_get_ex_data(ssl, ChosenContextIndex()));
+  SSL_set_ex_data(ssl, ChosenContextIndex(), new TlsContext(**chosen));
+  SSL_set_SSL_CTX(ssl, ctx);
+  // SSL_set_SSL_CTX switches the certificate, not the verify mode.
+  SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), nullptr);
+  return SSL_TLSEXT_ERR_OK;
 }
 
 void LogKey(const SSL* ssl, const char* line) {
@@ -295,6 +363,11 @@ absl::StatusOr<TlsContext> TlsContext::Create(TlsContextOptions options,
       !trusted.ok()) {
     return trusted;
   }
+  if (server && verify != TlsVerify::kNone) {
+    if (absl::Status announced = AnnounceClientCas(ctx, o); !announced.ok()) {
+      return announced;
+    }
+  }
   int mode = SSL_VERIFY_NONE;
   if (verify != TlsVerify::kNone) mode = SSL_VERIFY_PEER;
   if (verify == TlsVerify::kRequired && server) {
@@ -330,6 +403,14 @@ absl::StatusOr<TlsContext> TlsContext::Create(TlsContextOptions options,
                    static_cast<unsigned int>(state->alpn_wire().size())) != 0) {
       return Invalid("alpn_protocols", DrainOpenSslErrors());
     }
+  }
+  if (o.server_name_callback) {
+    if (!server) {
+      return absl::InvalidArgumentError(
+          "server_name_callback is for server contexts");
+    }
+    SSL_CTX_set_tlsext_servername_callback(ctx, ChooseContextByServerName);
+    SSL_CTX_set_tlsext_servername_arg(ctx, state.get());
   }
   if (o.key_log) SSL_CTX_set_keylog_callback(ctx, LogKey);
   if (!server && o.session_resumption) {

@@ -16,6 +16,8 @@ typedef struct ssl_st SSL;
 
 namespace sluice {
 
+class TlsContext;
+
 enum class TlsVersion { kTls12, kTls13 };
 
 // Whether, and how strictly, the peer's certificate is checked.
@@ -55,6 +57,18 @@ struct TlsContextOptions {
   // the first of its own that the client offers; no overlap fails the
   // handshake.
   std::vector<std::string> alpn_protocols = {};
+
+  // Servers: called during each handshake with the name the client asked
+  // for (SNI; empty if it sent none), to choose the context that serves
+  // it: its certificate, client-certificate checks and ALPN list (protocol
+  // versions and ciphers stay this context's). nullptr keeps this context;
+  // an error refuses the handshake with an unrecognized_name alert. The
+  // returned context need only live until the call returns (the connection
+  // keeps its own handle). A context shared by loops on several threads
+  // calls it from each.
+  absl::AnyInvocable<absl::StatusOr<const TlsContext*>(
+      std::string_view server_name) const>
+      server_name_callback = {};
 
   // Clients: keep the session each server (by TlsOptions::server_name)
   // gives, and offer it on the next connection to that name, which then

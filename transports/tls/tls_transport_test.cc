@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -604,6 +605,113 @@ TEST_F(TlsTest, CloseInsideDataReceivedLeavesItsDataIntact) {
   ASSERT_NE(server.received, "overwritten");
   EXPECT_FALSE(server.received.empty());
   EXPECT_TRUE(message.compare(0, server.received.size(), server.received) == 0);
+}
+
+// Server contexts for two more names, signed by the test CA, chosen by the
+// name the client asks for.
+class SniTest : public TlsTest {
+ protected:
+  static TlsContextOptions OptionsFor(const std::string& name) {
+    KeyAndCertificate certificate =
+        IssueCertificate(tls_testing::Pki().ca,
+                         {.common_name = name, .dns_names = {name}})
+            .value();
+    return TlsContextOptions{
+        .certificate_chain_pem = std::move(certificate.certificate_pem),
+        .private_key_pem = std::move(certificate.key_pem)};
+  }
+
+  // The default context serves "localhost"; `by_name` the rest, and a name
+  // in `refused` fails the handshake.
+  static TlsContextOptions ServerChoosing(
+      absl::flat_hash_map<std::string, TlsContext> by_name,
+      std::string refused = "refused.example") {
+    TlsContextOptions options = ServerOptions();
+    options.server_name_callback =
+        [by_name = std::move(by_name), refused = std::move(refused)](
+            std::string_view name) -> absl::StatusOr<const TlsContext*> {
+      if (name == refused) return absl::NotFoundError("no such site");
+      auto it = by_name.find(std::string(name));
+      return it == by_name.end() ? nullptr : &it->second;
+    };
+    return options;
+  }
+};
+
+TEST_F(SniTest, TheClientsServerNameChoosesTheCertificate) {
+  absl::flat_hash_map<std::string, TlsContext> by_name;
+  by_name.emplace("a.example",
+                  TlsContext::CreateServer(OptionsFor("a.example")).value());
+  by_name.emplace("b.example",
+                  TlsContext::CreateServer(OptionsFor("b.example")).value());
+  for (const std::string name : {"a.example", "b.example", "localhost"}) {
+    SCOPED_TRACE(name);
+    client_ = Record();
+    server_ = Record();
+    TlsContextOptions server_options = ServerChoosing(by_name);
+    ASSERT_NO_FATAL_FAILURE(
+        Connect(ClientOptions(), std::move(server_options), name));
+    // The client verified the certificate against `name`.
+    ASSERT_TRUE(client_handshake_->Result().ok()) << client_handshake_->Result();
+    EXPECT_EQ(client_.transport->GetExtraInfo<TlsInfo>()->peer_subject,
+              absl::StrCat("CN=", name));
+    EXPECT_EQ(server_.transport->GetExtraInfo<TlsInfo>()->server_name, name);
+    client_.transport->Close();
+    RunUntilBothLost();
+  }
+}
+
+TEST_F(SniTest, TheChosenContextsAlpnAndClientChecksApply) {
+  TlsContextOptions api = OptionsFor("api.example");
+  api.alpn_protocols = {"h2"};
+  TlsContextOptions admin = OptionsFor("admin.example");
+  admin.ca_pem = tls_testing::Pki().ca.certificate_pem;
+  admin.verify = TlsVerify::kRequired;
+  absl::flat_hash_map<std::string, TlsContext> by_name;
+  by_name.emplace("api.example",
+                  TlsContext::CreateServer(std::move(api)).value());
+  by_name.emplace("admin.example",
+                  TlsContext::CreateServer(std::move(admin)).value());
+
+  TlsContextOptions client = ClientOptions();
+  client.alpn_protocols = {"h2"};
+  ASSERT_NO_FATAL_FAILURE(
+      Connect(std::move(client), ServerChoosing(by_name), "api.example"));
+  ASSERT_TRUE(server_handshake_->Result().ok()) << server_handshake_->Result();
+  EXPECT_EQ(server_.transport->GetExtraInfo<TlsInfo>()->alpn, "h2");
+
+  // admin.example wants a client certificate; the default context did not.
+  client_ = Record();
+  server_ = Record();
+  ASSERT_NO_FATAL_FAILURE(
+      Connect(ClientOptions(), ServerChoosing(by_name), "admin.example"));
+  EXPECT_FALSE(server_handshake_->Result().ok());
+  EXPECT_THAT(server_handshake_->Result().message(),
+              HasSubstr("peer did not return a certificate"));
+  EXPECT_FALSE(server_.made);
+}
+
+TEST_F(SniTest, AnErrorFromTheCallbackRefusesTheHandshake) {
+  TlsContextOptions client = ClientOptions();
+  client.verify_hostname = false;
+  ASSERT_NO_FATAL_FAILURE(
+      Connect(std::move(client), ServerChoosing({}), "refused.example"));
+  EXPECT_THAT(server_handshake_->Result().message(),
+              HasSubstr("no such site"));
+  EXPECT_THAT(client_handshake_->Result().message(),
+              HasSubstr("unrecognized name"));
+  EXPECT_FALSE(client_.made);
+  EXPECT_FALSE(server_.made);
+}
+
+TEST(TlsContextTest, AServerNameCallbackIsForServers) {
+  TlsContextOptions options = tls_testing::ClientContextOptions();
+  options.server_name_callback =
+      [](std::string_view) -> absl::StatusOr<const TlsContext*> {
+    return nullptr;
+  };
+  EXPECT_EQ(TlsContext::CreateClient(std::move(options)).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(TlsTest, TlsOverTls) {
