@@ -10,6 +10,13 @@
 // slowly costs at most about the high watermark (64 KiB) plus one chunk;
 // --no-drain skips the awaits (the classic mistake) so the buffers grow
 // with whatever the clients do not read.
+//
+// --tls serves over TLS (the flow-control story through the TLS layer is
+// the same), with --cert/--key or an ephemeral certificate:
+//
+//   ./bazelw run //samples:stream_server -- --tls
+//   printf '1000000000\n' | openssl s_client -quiet -connect 127.0.0.1:8889 |
+//       pv >/dev/null
 
 #include <signal.h>
 
@@ -17,6 +24,7 @@
 #include <cstdio>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +40,8 @@
 #include "framework/future.h"
 #include "framework/task.h"
 #include "protocols/streams/streams.h"
+#include "samples/server_tls_flags.h"
+#include "transports/tls/tls_context.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 8889, "TCP port; 0 picks a free one.");
@@ -39,6 +49,8 @@ ABSL_FLAG(int64_t, chunk, 64 * 1024, "Bytes per write.");
 ABSL_FLAG(bool, drain, true,
           "Await Drain() after each chunk; --no-drain (or --nodrain) skips "
           "the awaits, to watch memory grow.");
+ABSL_FLAG(bool, tls, false,
+          "Serve over TLS (see --cert, --key, --ca, --alpn).");
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(1),
           "How often to print the statistics.");
 
@@ -124,8 +136,21 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "stream_server: %s\n", loop.status().ToString());
     return 1;
   }
-  auto server = (*loop)->RunUntilComplete(sluice::StartServer(
-      **loop, Serve, absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port)));
+  std::optional<sluice::TlsContext> tls;
+  if (absl::GetFlag(FLAGS_tls)) {
+    absl::StatusOr<sluice::TlsContext> context =
+        sluice::samples::ServerTlsContextFromFlags();
+    if (!context.ok()) {
+      absl::FPrintF(stderr, "stream_server: %s\n", context.status().ToString());
+      return 1;
+    }
+    tls = *std::move(context);
+  }
+  sluice::StreamOptions options;
+  if (tls.has_value()) options.server.tls = &*tls;
+  auto server = (*loop)->RunUntilComplete(
+      sluice::StartServer(**loop, Serve, absl::GetFlag(FLAGS_host),
+                          static_cast<uint16_t>(port), options));
   if (!server.ok()) {
     absl::FPrintF(stderr, "stream_server: %s\n", server.status().ToString());
     return 1;

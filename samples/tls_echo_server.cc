@@ -16,13 +16,11 @@
 // `| openssl x509 -noout -fingerprint -sha256`). With --ca, clients must
 // present a certificate that CA signed.
 
-
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -35,24 +33,14 @@
 #include "framework/task.h"
 #include "framework/transport.h"
 #include "samples/serve.h"
+#include "samples/server_tls_flags.h"
 #include "transports/server.h"
-#include "transports/tls/certificates.h"
 #include "transports/tls/tls_context.h"
 #include "transports/tls/tls_transport.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on; empty: every interface, IPv4 and IPv6.");
 ABSL_FLAG(int, port, 8443, "TCP port; 0 picks a free one.");
-ABSL_FLAG(std::string, cert, "",
-          "PEM certificate chain (with --key); without both, an ephemeral "
-          "self-signed certificate.");
-ABSL_FLAG(std::string, key, "", "PEM private key of --cert.");
-ABSL_FLAG(std::string, ca, "",
-          "PEM CA certificates: when given, clients must present a "
-          "certificate they signed.");
-ABSL_FLAG(std::vector<std::string>, alpn, {},
-          "ALPN protocols in preference order, e.g. h2,http/1.1; a client "
-          "that offers others only is refused.");
 
 namespace {
 
@@ -88,37 +76,6 @@ class EchoProtocol final : public sluice::Protocol {
   sluice::Transport* transport_ = nullptr;
 };
 
-absl::StatusOr<sluice::TlsContext> MakeContext() {
-  sluice::TlsContextOptions options{
-      .certificate_chain_file = absl::GetFlag(FLAGS_cert),
-      .private_key_file = absl::GetFlag(FLAGS_key),
-      .ca_file = absl::GetFlag(FLAGS_ca),
-      .alpn_protocols = absl::GetFlag(FLAGS_alpn),
-  };
-  if (options.certificate_chain_file.empty() !=
-      options.private_key_file.empty()) {
-    return absl::InvalidArgumentError("--cert and --key go together");
-  }
-  if (!options.ca_file.empty()) options.verify = sluice::TlsVerify::kRequired;
-  if (options.certificate_chain_file.empty()) {
-    absl::StatusOr<sluice::KeyAndCertificate> ephemeral =
-        sluice::GenerateSelfSigned({.common_name = "localhost",
-                                    .dns_names = {"localhost"},
-                                    .ip_addresses = {"127.0.0.1", "::1"}});
-    if (!ephemeral.ok()) return ephemeral.status();
-    absl::StatusOr<std::string> fingerprint =
-        sluice::CertificateFingerprint(ephemeral->certificate_pem);
-    if (!fingerprint.ok()) return fingerprint.status();
-    absl::PrintF(
-        "ephemeral self-signed certificate for localhost, 127.0.0.1, ::1\n"
-        "SHA-256 fingerprint %s\n",
-        *fingerprint);
-    options.certificate_chain_pem = std::move(ephemeral->certificate_pem);
-    options.private_key_pem = std::move(ephemeral->key_pem);
-  }
-  return sluice::TlsContext::CreateServer(std::move(options));
-}
-
 sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
     EventLoop& loop, const sluice::TlsContext& context) {
   int port = absl::GetFlag(FLAGS_port);
@@ -152,7 +109,8 @@ int main(int argc, char** argv) {
       "[--cert=server.pem --key=server.key] [--ca=ca.pem] [--alpn=h2]");
   absl::ParseCommandLine(argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  absl::StatusOr<sluice::TlsContext> context = MakeContext();
+  absl::StatusOr<sluice::TlsContext> context =
+      sluice::samples::ServerTlsContextFromFlags();
   if (!context.ok()) {
     absl::FPrintF(stderr, "tls_echo_server: %s\n", context.status().ToString());
     return 1;
