@@ -1,6 +1,7 @@
 #include "transports/testing/socket_flavours.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -60,27 +61,41 @@ void SetBuffer(int fd, int option) {
   setsockopt(fd, SOL_SOCKET, option, &size, sizeof(size));
 }
 
-// Accepts the one pending connection on `listener` and wraps it in a
-// SocketTransport owning `protocol`; `client` becomes the Peer.
-absl::StatusOr<std::unique_ptr<Peer>> AcceptAndWrap(
-    EventLoop& loop, int listener, OwnedFd client,
-    std::unique_ptr<Protocol> protocol) {
+// Accepts the one pending connection on `listener`, whose other end is
+// `client`.
+absl::StatusOr<ConnectedSockets> Accept(int listener, OwnedFd client) {
   sockaddr_storage from;
   socklen_t from_length = sizeof(from);
   OwnedFd accepted(accept4(listener, reinterpret_cast<sockaddr*>(&from),
                            &from_length, SOCK_NONBLOCK | SOCK_CLOEXEC));
   if (accepted.get() < 0) return Errno("accept4");
   SetBuffer(accepted.get(), SO_SNDBUF);
-  auto peer = std::make_unique<SocketPeer>(loop, client.release());
-  SocketTransport::Create(
-      loop, accepted.release(), std::move(protocol),
-      SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&from),
-                                  from_length));
+  if (fcntl(client.get(), F_SETFL, fcntl(client.get(), F_GETFL) | O_NONBLOCK) !=
+      0) {
+    return Errno("fcntl");
+  }
+  return ConnectedSockets{
+      .accepted = accepted.release(),
+      .client = client.release(),
+      .client_address = SocketAddress::FromSockaddr(
+          reinterpret_cast<sockaddr*>(&from), from_length)};
+}
+
+// The accepted end becomes a SocketTransport owning `protocol`; the client
+// end the Peer.
+absl::StatusOr<std::unique_ptr<Peer>> Wrap(
+    EventLoop& loop, absl::StatusOr<ConnectedSockets> sockets,
+    std::unique_ptr<Protocol> protocol) {
+  if (!sockets.ok()) return sockets.status();
+  auto peer = std::make_unique<SocketPeer>(loop, sockets->client);
+  SocketTransport::Create(loop, sockets->accepted, std::move(protocol),
+                          sockets->client_address);
   return peer;
 }
 
-absl::StatusOr<std::unique_ptr<Peer>> ConnectTcp(
-    EventLoop& loop, std::unique_ptr<Protocol> protocol) {
+}  // namespace
+
+absl::StatusOr<ConnectedSockets> ConnectTcpSockets() {
   OwnedFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener.get() < 0) return Errno("socket");
   sockaddr_in address{};
@@ -102,9 +117,10 @@ absl::StatusOr<std::unique_ptr<Peer>> ConnectTcp(
       0) {
     return Errno("connect");
   }
-  return AcceptAndWrap(loop, listener.get(), std::move(client),
-                       std::move(protocol));
+  return Accept(listener.get(), std::move(client));
 }
+
+namespace {
 
 // A fresh directory for one socket path: in $TEST_TMPDIR, or in /tmp when
 // that name is too long for sun_path (108 bytes), as under Bazel.
@@ -123,8 +139,9 @@ absl::StatusOr<std::string> MakeSocketDirectory() {
   return dir;
 }
 
-absl::StatusOr<std::unique_ptr<Peer>> ConnectUnix(
-    EventLoop& loop, std::unique_ptr<Protocol> protocol) {
+}  // namespace
+
+absl::StatusOr<ConnectedSockets> ConnectUnixSockets() {
   absl::StatusOr<std::string> dir = MakeSocketDirectory();
   if (!dir.ok()) return dir.status();
   const std::string path = absl::StrCat(*dir, "/s.sock");
@@ -146,8 +163,19 @@ absl::StatusOr<std::unique_ptr<Peer>> ConnectUnix(
   if (connect(client.get(), address->data(), address->length()) != 0) {
     return Errno("connect");
   }
-  return AcceptAndWrap(loop, listener.get(), std::move(client),
-                       std::move(protocol));
+  return Accept(listener.get(), std::move(client));
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<Peer>> ConnectTcp(
+    EventLoop& loop, std::unique_ptr<Protocol> protocol) {
+  return Wrap(loop, ConnectTcpSockets(), std::move(protocol));
+}
+
+absl::StatusOr<std::unique_ptr<Peer>> ConnectUnix(
+    EventLoop& loop, std::unique_ptr<Protocol> protocol) {
+  return Wrap(loop, ConnectUnixSockets(), std::move(protocol));
 }
 
 absl::StatusOr<std::unique_ptr<Peer>> ConnectSocketpair(

@@ -1,6 +1,10 @@
 #ifndef SLUICE_TRANSPORTS_TESTING_SOCKET_FLAVOURS_H_
 #define SLUICE_TRANSPORTS_TESTING_SOCKET_FLAVOURS_H_
 
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "framework/socket_address.h"
 #include "transports/testing/transport_conformance.h"
 
 namespace sluice::transport_testing {
@@ -11,6 +15,19 @@ namespace sluice::transport_testing {
 TransportFactory Tcp();
 TransportFactory Unix();
 TransportFactory UnixSocketpair();
+
+// The connected sockets those flavours start from, for flavours that put
+// transports of their own on both ends (the caller owns both fds): over
+// TCP on 127.0.0.1 or a Unix path (removed once accepted), non-blocking,
+// with the same small kernel buffers.
+struct ConnectedSockets {
+  int accepted = -1;
+  int client = -1;
+  // The client's address as the accepting end sees it.
+  std::optional<SocketAddress> client_address;
+};
+absl::StatusOr<ConnectedSockets> ConnectTcpSockets();
+absl::StatusOr<ConnectedSockets> ConnectUnixSockets();
 
 }  // namespace sluice::transport_testing
 

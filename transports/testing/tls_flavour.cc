@@ -1,5 +1,9 @@
 #include "transports/testing/tls_flavour.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +20,8 @@
 #include "framework/transport.h"
 #include "gtest/gtest.h"
 #include "transports/memory_transport.h"
+#include "transports/socket_transport.h"
+#include "transports/testing/socket_flavours.h"
 #include "transports/tls/testing/test_pki.h"
 #include "transports/tls/tls_context.h"
 #include "transports/tls/tls_transport.h"
@@ -39,8 +45,13 @@ const Contexts& TestContexts() {
 // connection.
 struct FarState {
   Transport* tls = nullptr;  // The far TLS transport while connected.
-  MemoryTransport* near_root = nullptr;  // Until its ConnectionLost.
-  MemoryTransport* far_root = nullptr;   // Likewise.
+  // The transports at the bottom of each stack, until their ConnectionLost.
+  // The near one only over the in-memory pair, where it tells whether the
+  // peer's bytes have arrived; over sockets the far socket's queue does.
+  MemoryTransport* near_root = nullptr;
+  Transport* far_root = nullptr;
+  bool over_sockets = false;
+  bool tcp = false;
   std::string unsent;  // Written before the far handshake finished.
   bool eof_requested = false;
   bool shutdown_requested = false;
@@ -79,10 +90,36 @@ class FarProtocol final : public Protocol {
   std::shared_ptr<FarState> state_;
 };
 
+// Between the far socket and the far TLS stack: keeps FarState::far_root
+// while that socket lives.
+class RootWatch final : public Protocol {
+ public:
+  RootWatch(std::shared_ptr<FarState> state, std::unique_ptr<Protocol> stack)
+      : state_(std::move(state)), stack_(std::move(stack)) {}
+  void ConnectionMade(Transport& transport) override {
+    state_->far_root = &transport;
+    stack_->ConnectionMade(transport);
+  }
+  void DataReceived(std::string_view data) override {
+    stack_->DataReceived(data);
+  }
+  bool EofReceived() override { return stack_->EofReceived(); }
+  void PauseWriting() override { stack_->PauseWriting(); }
+  void ResumeWriting() override { stack_->ResumeWriting(); }
+  void ConnectionLost(const absl::Status& status) override {
+    stack_->ConnectionLost(status);
+    state_->far_root = nullptr;
+  }
+
+ private:
+  std::shared_ptr<FarState> state_;
+  std::unique_ptr<Protocol> stack_;
+};
+
 class TlsPeer final : public Peer {
  public:
-  TlsPeer(std::shared_ptr<FarState> state, SocketAddress local,
-          SocketAddress remote)
+  TlsPeer(std::shared_ptr<FarState> state, std::optional<SocketAddress> local,
+          std::optional<SocketAddress> remote)
       : state_(std::move(state)), local_(local), remote_(remote) {}
 
   void Write(std::string_view data) override {
@@ -113,9 +150,19 @@ class TlsPeer final : public Peer {
   bool saw_eof() const override { return state_->saw_eof; }
   absl::Status error() const override { return state_->error; }
   bool AllWritesDelivered() override {
-    return state_->tls == nullptr || state_->near_root == nullptr ||
-           (state_->unsent.empty() && state_->tls->GetWriteBufferSize() == 0) ||
-           !state_->near_root->IsReading();
+    if (state_->tls == nullptr || state_->far_root == nullptr) return true;
+    const bool flushed =
+        state_->unsent.empty() && state_->tls->GetWriteBufferSize() == 0;
+    if (!state_->over_sockets) {
+      // In memory, bytes a paused transport has not taken are queued there.
+      return state_->near_root == nullptr || flushed ||
+             !state_->near_root->IsReading();
+    }
+    if (!flushed || !state_->tcp) return flushed;
+    // TCP: and acknowledged, i.e. in the near socket's receive queue.
+    int unacknowledged = 0;
+    return ioctl(state_->far_root->Fd(), SIOCOUTQ, &unacknowledged) == 0 &&
+           unacknowledged == 0;
   }
   void Close() override {
     if (state_->closed) return;
@@ -126,7 +173,19 @@ class TlsPeer final : public Peer {
       state_->shutdown_requested = true;
     }
   }
-  void Reset() override { ADD_FAILURE() << "the in-memory pair has no reset"; }
+  // TCP only: an RST from the far socket, under its TLS layers.
+  void Reset() override {
+    if (!state_->tcp) {
+      ADD_FAILURE() << "only the TCP flavour resets";
+      return;
+    }
+    if (state_->far_root == nullptr) return;
+    linger abortive{1, 0};
+    setsockopt(state_->far_root->Fd(), SOL_SOCKET, SO_LINGER, &abortive,
+               sizeof(abortive));
+    state_->closed = true;
+    state_->far_root->Abort();
+  }
   std::optional<SocketAddress> LocalAddress() const override { return local_; }
   std::optional<SocketAddress> RemoteAddress() const override {
     return remote_;
@@ -134,8 +193,8 @@ class TlsPeer final : public Peer {
 
  private:
   std::shared_ptr<FarState> state_;
-  SocketAddress local_;
-  SocketAddress remote_;
+  std::optional<SocketAddress> local_;
+  std::optional<SocketAddress> remote_;
 };
 
 std::unique_ptr<Protocol> Wrap(EventLoop& loop, const TlsContext& context,
@@ -148,12 +207,98 @@ std::unique_ptr<Protocol> Wrap(EventLoop& loop, const TlsContext& context,
   return protocol;
 }
 
+// A peer whose close_notify goes unanswered gives up soon and drops the
+// connection, as a socket peer that closed resets one that keeps writing.
+constexpr TlsOptions kFarOptions = {.server_name = "localhost",
+                                    .shutdown_timeout = absl::Milliseconds(300)};
+
+std::optional<SocketAddress> AddressOf(int fd, bool peer) {
+  sockaddr_storage address;
+  socklen_t length = sizeof(address);
+  const int got =
+      peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length)
+           : getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  if (got != 0) return std::nullopt;
+  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&address),
+                                     length);
+}
+
+// TLS stacks on the two ends of a connected socket pair.
+absl::StatusOr<std::unique_ptr<Peer>> ConnectOverSockets(
+    EventLoop& loop, std::unique_ptr<Protocol> protocol, int layers,
+    bool tcp) {
+  absl::StatusOr<ConnectedSockets> sockets =
+      tcp ? ConnectTcpSockets() : ConnectUnixSockets();
+  if (!sockets.ok()) return sockets.status();
+  const Contexts& contexts = TestContexts();
+  auto state = std::make_shared<FarState>();
+  state->over_sockets = true;
+  state->tcp = tcp;
+  auto peer = std::make_unique<TlsPeer>(state,
+                                        AddressOf(sockets->client, false),
+                                        AddressOf(sockets->client, true));
+  SocketTransport::Create(
+      loop, sockets->client,
+      std::make_unique<RootWatch>(
+          state, Wrap(loop, contexts.client, kFarOptions,
+                      std::make_unique<FarProtocol>(state), layers)));
+  SocketTransport::Create(
+      loop, sockets->accepted,
+      Wrap(loop, contexts.server, {}, std::move(protocol), layers),
+      sockets->client_address);
+  return peer;
+}
+
+std::string NameOf(std::string root, int layers) {
+  for (int i = 0; i < layers; ++i) root = "Tls_" + root;
+  return root;
+}
+
+void CheckTlsExtraInfo(Transport& transport, Peer& peer) {
+  const TlsInfo* info = transport.GetExtraInfo<TlsInfo>();
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->version, "TLSv1.3");
+  EXPECT_EQ(info->server_name, "localhost");
+  // Addresses come from below, through every layer.
+  ASSERT_TRUE(transport.PeerAddress().has_value());
+  ASSERT_TRUE(peer.LocalAddress().has_value());
+  EXPECT_EQ(*transport.PeerAddress(), *peer.LocalAddress());
+}
+
 }  // namespace
+
+TransportFactory TlsOverTcp(int layers) {
+  return TransportFactory{
+      .name = NameOf("Tcp", layers),
+      .connect =
+          [layers](EventLoop& loop, std::unique_ptr<Protocol> protocol) {
+            return ConnectOverSockets(loop, std::move(protocol), layers,
+                                      /*tcp=*/true);
+          },
+      .supports_reset = true,
+      .supports_half_close = false,
+      .has_fd = true,
+      .check_extra_info = CheckTlsExtraInfo};
+}
+
+TransportFactory TlsOverUnix() {
+  return TransportFactory{
+      .name = NameOf("Unix", 1),
+      .connect =
+          [](EventLoop& loop, std::unique_ptr<Protocol> protocol) {
+            return ConnectOverSockets(loop, std::move(protocol), 1,
+                                      /*tcp=*/false);
+          },
+      .supports_reset = false,
+      .supports_half_close = false,
+      .has_fd = true,
+      .check_extra_info = CheckTlsExtraInfo};
+}
 
 TransportFactory TlsOverMemoryPair(int layers) {
   TransportFactory factory;
-  factory.name = "MemoryPair";
-  for (int i = 0; i < layers; ++i) factory.name = "Tls_" + factory.name;
+  factory.name = NameOf("MemoryPair", layers);
+  factory.check_extra_info = CheckTlsExtraInfo;
   factory.supports_reset = false;
   factory.supports_half_close = false;
   factory.has_fd = false;
@@ -174,12 +319,7 @@ TransportFactory TlsOverMemoryPair(int layers) {
     auto [near_root, far_root] = ConnectInMemory(
         loop,
         Wrap(loop, contexts.server, {}, std::move(protocol), layers),
-        // A peer whose close_notify goes unanswered gives up soon and
-        // drops the connection, as a socket peer that closed resets one
-        // that keeps writing.
-        Wrap(loop, contexts.client,
-             {.server_name = "localhost",
-              .shutdown_timeout = absl::Milliseconds(300)},
+        Wrap(loop, contexts.client, kFarOptions,
              std::make_unique<FarProtocol>(state), layers),
         std::move(ours), std::move(theirs));
     state->near_root = near_root;

@@ -13,6 +13,12 @@ namespace sluice::transport_testing {
 // per process.
 TransportFactory TlsOverMemoryPair(int layers);
 
+// The same stacks over the two ends of a real connection: TCP on 127.0.0.1
+// (the far end can reset it) or a Unix stream socket, with the socket
+// flavours' small kernel buffers.
+TransportFactory TlsOverTcp(int layers);
+TransportFactory TlsOverUnix();
+
 }  // namespace sluice::transport_testing
 
 #endif  // SLUICE_TRANSPORTS_TESTING_TLS_FLAVOUR_H_

@@ -1,5 +1,5 @@
 // The Transport conformance suite over TLS: one TLS layer over the
-// in-memory pair, and TLS over TLS.
+// in-memory pair, TCP and a Unix socket, and TLS over TLS.
 
 #include "gtest/gtest.h"
 #include "transports/testing/tls_flavour.h"
@@ -10,7 +10,9 @@ namespace {
 
 INSTANTIATE_TEST_SUITE_P(TlsTransport, TransportConformanceTest,
                          ::testing::Values(TlsOverMemoryPair(1),
-                                           TlsOverMemoryPair(2)),
+                                           TlsOverMemoryPair(2),
+                                           TlsOverTcp(1), TlsOverTcp(2),
+                                           TlsOverUnix()),
                          TransportConformanceTest::Name);
 
 }  // namespace

@@ -102,6 +102,13 @@ absl::StatusOr<TlsTransport*> TlsTransport::Upgrade(Transport& transport,
       Make(transport.loop(), context, std::move(options), nullptr);
   if (!layer.ok()) return layer.status();
   TlsTransport* tls = layer->get();
+  // The limits the protocol chose for the connection are now the layer's.
+  const WriteBufferLimits limits = transport.GetWriteBufferLimits();
+  if (absl::Status adopted = tls->TransportLayer::SetWriteBufferLimits(
+          limits.high, limits.low);
+      !adopted.ok()) {
+    return adopted;
+  }
   absl::Status inserted = Insert(transport, *std::move(layer));
   if (!inserted.ok()) {
     return absl::FailedPreconditionError(
@@ -206,6 +213,7 @@ TlsTransport::~TlsTransport() {
 }
 
 void TlsTransport::OnLowerConnected() {
+  LimitLower();
   handshake_timer_ = loop_.CallLater(handshake_timeout_, [this] {
     FailHandshake(absl::DeadlineExceededError(absl::StrCat(
         "the TLS handshake with ", Describe(), " took longer than ",
@@ -279,6 +287,7 @@ void TlsTransport::FinishHandshake() {
   MakeConnection();
   if (lost_) return;
   Flush();
+  UpdateWritePause();
   // Application data may have come with the handshake's last flight.
   DoRead();
 }
@@ -450,6 +459,7 @@ void TlsTransport::Writev(std::span<const std::string_view> buffers) {
   }
   in_write_ = false;
   if ((state_ == State::kFlushing || eof_requested_) && !lost_) Flush();
+  PauseAboveHigh();
 }
 
 void TlsTransport::WriteEof() {
@@ -472,8 +482,10 @@ void TlsTransport::MaybeSendEof() {
 absl::Status TlsTransport::SetWriteBufferLimits(std::optional<size_t> high,
                                                 std::optional<size_t> low) {
   absl::Status own = TransportLayer::SetWriteBufferLimits(high, low);
-  if (!own.ok() || lower() == nullptr) return own;
-  return lower()->SetWriteBufferLimits(high, low);
+  if (!own.ok()) return own;
+  LimitLower();
+  PauseAboveHigh();
+  return absl::OkStatus();
 }
 
 size_t TlsTransport::Encrypt(std::string_view data) {
@@ -512,16 +524,50 @@ void TlsTransport::Flush() {
   if (state_ == State::kFlushing && buffer_.empty() && !lost_) DoShutdown();
 }
 
+// The layer below holds at most about our low watermark (see
+// LimitLower): past it, it pauses us and we stop encrypting, so the rest
+// waits here as plaintext.
 void TlsTransport::PauseWriting() {
   lower_paused_ = true;
-  TransportLayer::PauseWriting();
+  // The protocol was told it is paused (StartTls on a paused connection):
+  // that holds until the whole stack drains to the low watermark.
+  if (told_paused_) AddWritePause(WritePause::kLowerTransport);
+  UpdateWritePause();
 }
 
 void TlsTransport::ResumeWriting() {
   lower_paused_ = false;
   Flush();
-  // Still accepting after what was buffered went below: resume above.
-  if (!lower_paused_) TransportLayer::ResumeWriting();
+  UpdateWritePause();
+}
+
+void TlsTransport::LimitLower() {
+  if (lower() == nullptr) return;
+  const WriteBufferLimits own = GetWriteBufferLimits();
+  lower()->SetWriteBufferLimits(own.low, own.low).IgnoreError();
+}
+
+// The protocol's pause follows the whole stack's size against our
+// watermarks. Whenever that size is above low, the layer below is paused
+// (it holds more than low, or we hold plaintext only while it is paused),
+// so its ResumeWriting is the event that brings us back here.
+// Only from the loop's callbacks: never resumes inside the protocol's own
+// calls (Write, SetWriteBufferLimits), which only pause.
+void TlsTransport::UpdateWritePause() {
+  // Not before the layer below is known (Insert carries a pause first).
+  if (lost_ || lower() == nullptr) return;
+  if (GetWriteBufferSize() <= GetWriteBufferLimits().low) {
+    RemoveWritePause(WritePause::kLowerTransport);
+  } else {
+    PauseAboveHigh();
+  }
+}
+
+void TlsTransport::PauseAboveHigh() {
+  if (!lost_ && lower() != nullptr &&
+      GetWriteBufferSize() > GetWriteBufferLimits().high) {
+    AddWritePause(WritePause::kLowerTransport);
+  }
 }
 
 void TlsTransport::Close() {

@@ -195,6 +195,11 @@ class TlsTransport final : public TransportLayer {
   absl::Status SslError(int error, const char* during);
   void Fail(absl::Status status);
   void FillInfo();
+  // Sets the layer below's watermarks from ours, and the protocol's write
+  // pause from the whole stack's size.
+  void LimitLower();
+  void UpdateWritePause();
+  void PauseAboveHigh();
   bool CanEncrypt() const {
     return (state_ == State::kOpen || state_ == State::kFlushing) &&
            !lower_paused_ && lower() != nullptr && !lost_;
