@@ -17,6 +17,11 @@
 //
 // Output: a header line, a human-readable table row, and one machine-readable
 // line (`RESULT key=value ...`, or a JSON object with --format=json).
+// With --tls every connection is TLS (OpenSSL, by default TLS 1.3 with
+// TLS_AES_128_GCM_SHA256 only): all handshakes finish before the warmup
+// starts, so the window measures application data, and the server's
+// certificate is not checked (loopback benchmarking only).
+//
 // Any error (connect refused, reset, a wrong echo byte, a server that stops
 // answering) is reported on stderr as "loadgen: error: ..." with exit status
 // 1; bad flags (and a non-loopback --host) exit with 2. The run is bounded:
@@ -56,6 +61,9 @@
 #include <thread>
 #include <vector>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -91,6 +99,13 @@ ABSL_FLAG(absl::Duration, request_timeout, absl::Seconds(5),
 ABSL_FLAG(int, server_pid, 0,
           "If set, also report the CPU time this process used during the "
           "measured window, per request.");
+ABSL_FLAG(bool, tls, false,
+          "Speak TLS (handshakes before the warmup; the certificate is not "
+          "checked).");
+ABSL_FLAG(std::string, tls_ciphersuites, "TLS_AES_128_GCM_SHA256",
+          "With --tls: the TLS 1.3 cipher suites offered (OpenSSL syntax).");
+ABSL_FLAG(std::string, tls_min_version, "1.3",
+          "With --tls: the lowest protocol version offered, 1.2 or 1.3.");
 ABSL_FLAG(std::string, format, "text",
           "Machine-readable line: 'text' (RESULT key=value ...) or 'json'.");
 
@@ -242,6 +257,9 @@ struct Options {
   int64_t request_timeout_ns = 0;
   pid_t server_pid = 0;
   bool json = false;
+  // With --tls: the client context every connection's SSL comes from
+  // (owned by main; OpenSSL allows SSL_new from several threads).
+  SSL_CTX* tls = nullptr;
 };
 
 struct Report {
@@ -253,12 +271,15 @@ struct Report {
   std::string server_cpu_source;
   std::optional<int64_t> tcp_retrans;
   std::optional<int64_t> host_busy_ns;
+  std::string tls;  // LoadGenerator::TlsDescription, if TLS.
 };
 
 struct Connection {
   int index = 0;
   int fd = -1;
-  bool connected = false;
+  SSL* ssl = nullptr;          // With --tls.
+  bool tcp_connected = false;
+  bool connected = false;      // And, with --tls, the handshake done.
   bool want_write = false;  // EPOLLOUT is in the interest set
   bool in_flight = false;
   uint64_t requests_started = 0;
@@ -304,6 +325,12 @@ class LoadGenerator {
 
   ~LoadGenerator() {
     for (Connection& c : connections_) {
+      if (c.ssl != nullptr) {
+        // close_notify, if the socket takes it now: a clean end for the
+        // server rather than a truncation.
+        if (c.connected) SSL_shutdown(c.ssl);
+        SSL_free(c.ssl);
+      }
       if (c.fd >= 0) close(c.fd);
     }
     if (epoll_fd_ >= 0) close(epoll_fd_);
@@ -323,11 +350,29 @@ class LoadGenerator {
                                        const std::atomic<bool>& abort);
 
   const std::string& target() const { return target_; }
+  // With --tls, what the first connection negotiated: "TLSv1.3
+  // TLS_AES_128_GCM_SHA256".
+  std::string TlsDescription() const {
+    if (connections_.empty() || connections_.front().ssl == nullptr) return "";
+    SSL* ssl = connections_.front().ssl;
+    return absl::StrCat(SSL_get_version(ssl), " ",
+                        SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+  }
 
  private:
   absl::Status ResolveTarget();
   absl::Status StartConnect(Connection& c);
   absl::Status FinishConnect(Connection& c);
+  absl::Status Handshake(Connection& c);
+  // One non-blocking send or receive over TCP or TLS: the bytes moved, 0
+  // when the peer closed (receives), or -1 when it would block (`error`
+  // stays OK) or failed (`error` says why).
+  ssize_t SendSome(Connection& c, const char* data, size_t size,
+                   absl::Status& error);
+  ssize_t ReceiveSome(Connection& c, char* data, size_t size,
+                      absl::Status& error);
+  absl::Status TlsError(const Connection& c, int result,
+                        std::string_view what) const;
   absl::Status SetInterest(Connection& c, uint32_t events);
   absl::Status StartRequest(Connection& c);
   absl::Status Send(Connection& c);
@@ -449,7 +494,7 @@ absl::Status LoadGenerator::StartConnect(Connection& c) {
     }
   }
   if (connect(fd, sa, address_len_) == 0) {
-    c.connected = true;
+    c.tcp_connected = true;
   } else if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
     close(fd);
     return absl::OkStatus();
@@ -464,12 +509,12 @@ absl::Status LoadGenerator::StartConnect(Connection& c) {
   }
   c.fd = fd;
   epoll_event ev{};
-  ev.events = c.connected ? EPOLLIN : EPOLLOUT;
+  ev.events = c.tcp_connected ? EPOLLIN : EPOLLOUT;
   ev.data.ptr = &c;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     return absl::InternalError(absl::StrCat("epoll_ctl: ", Errno(errno)));
   }
-  return absl::OkStatus();
+  return c.tcp_connected ? Handshake(c) : absl::OkStatus();
 }
 
 absl::Status LoadGenerator::FinishConnect(Connection& c) {
@@ -481,8 +526,112 @@ absl::Status LoadGenerator::FinishConnect(Connection& c) {
     return ConnectionError(c,
                            absl::StrCat("connect failed: ", Errno(err), hint));
   }
-  c.connected = true;
-  return SetInterest(c, EPOLLIN);
+  c.tcp_connected = true;
+  if (absl::Status s = SetInterest(c, EPOLLIN); !s.ok()) return s;
+  return Handshake(c);
+}
+
+// Without TLS, connected at once; with it, advances the handshake.
+absl::Status LoadGenerator::Handshake(Connection& c) {
+  if (options_.tls == nullptr) {
+    c.connected = true;
+    return absl::OkStatus();
+  }
+  if (c.ssl == nullptr) {
+    c.ssl = SSL_new(options_.tls);
+    if (c.ssl == nullptr || SSL_set_fd(c.ssl, c.fd) != 1) {
+      return TlsError(c, 0, "SSL_new");
+    }
+    SSL_set_tlsext_host_name(c.ssl, "localhost");
+    SSL_set_connect_state(c.ssl);
+  }
+  ERR_clear_error();
+  const int result = SSL_do_handshake(c.ssl);
+  if (result == 1) {
+    c.connected = true;
+    return SetInterest(c, EPOLLIN);
+  }
+  switch (SSL_get_error(c.ssl, result)) {
+    case SSL_ERROR_WANT_READ:
+      return c.want_write ? SetInterest(c, EPOLLIN) : absl::OkStatus();
+    case SSL_ERROR_WANT_WRITE:
+      return c.want_write ? absl::OkStatus()
+                          : SetInterest(c, EPOLLIN | EPOLLOUT);
+    default:
+      return TlsError(c, result, "TLS handshake failed");
+  }
+}
+
+absl::Status LoadGenerator::TlsError(const Connection& c, int result,
+                                     std::string_view what) const {
+  std::string detail;
+  if (c.ssl != nullptr && result <= 0 &&
+      SSL_get_error(c.ssl, result) == SSL_ERROR_SYSCALL && errno != 0) {
+    detail = Errno(errno);
+  }
+  while (unsigned long e = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(e, text, sizeof(text));
+    absl::StrAppend(&detail, detail.empty() ? "" : "; ", text);
+  }
+  return ConnectionError(
+      c, absl::StrCat(std::string(what), detail.empty() ? "" : ": ", detail));
+}
+
+ssize_t LoadGenerator::SendSome(Connection& c, const char* data, size_t size,
+                                absl::Status& error) {
+  if (c.ssl == nullptr) {
+    for (;;) {
+      ssize_t n = send(c.fd, data, size, MSG_NOSIGNAL);
+      if (n > 0) return n;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+      error = ConnectionError(
+          c, absl::StrCat("send failed: ", Errno(n < 0 ? errno : EIO)));
+      return -1;
+    }
+  }
+  ERR_clear_error();
+  size_t written = 0;
+  const int result = SSL_write_ex(c.ssl, data, size, &written);
+  if (result == 1) return static_cast<ssize_t>(written);
+  const int reason = SSL_get_error(c.ssl, result);
+  // Waiting to read (a key update, say) is waiting too: EPOLLIN is always
+  // watched, and EPOLLOUT retries the write.
+  if (reason == SSL_ERROR_WANT_WRITE || reason == SSL_ERROR_WANT_READ) {
+    return -1;
+  }
+  error = TlsError(c, result, "TLS write failed");
+  return -1;
+}
+
+ssize_t LoadGenerator::ReceiveSome(Connection& c, char* data, size_t size,
+                                   absl::Status& error) {
+  if (c.ssl == nullptr) {
+    for (;;) {
+      ssize_t n = recv(c.fd, data, size, 0);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        error = ConnectionError(c, absl::StrCat("recv failed: ", Errno(errno)));
+      }
+      return -1;
+    }
+  }
+  ERR_clear_error();
+  size_t read = 0;
+  const int result = SSL_read_ex(c.ssl, data, size, &read);
+  if (result == 1) return static_cast<ssize_t>(read);
+  switch (SSL_get_error(c.ssl, result)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    default:
+      error = TlsError(c, result, "TLS read failed");
+      return -1;
+  }
 }
 
 absl::Status LoadGenerator::Connect() {
@@ -520,7 +669,8 @@ absl::Status LoadGenerator::Connect() {
     for (int i = 0; i < n; ++i) {
       auto* c = static_cast<Connection*>(events[i].data.ptr);
       if (c->connected) continue;
-      if (absl::Status s = FinishConnect(*c); !s.ok()) return s;
+      absl::Status s = c->tcp_connected ? Handshake(*c) : FinishConnect(*c);
+      if (!s.ok()) return s;
     }
   }
 }
@@ -542,21 +692,17 @@ absl::Status LoadGenerator::StartRequest(Connection& c) {
 absl::Status LoadGenerator::Send(Connection& c) {
   const size_t size = options_.size;
   while (c.sent < size) {
-    ssize_t n = send(c.fd, c.message + c.sent, size - c.sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      c.sent += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    absl::Status error;
+    ssize_t n = SendSome(c, c.message + c.sent, size - c.sent, error);
+    if (!error.ok()) return error;
+    if (n < 0) {
       // Partial write: finish it when the socket is writable again, while
       // still reading the echo of what went out (a server that echoes a
       // large message as it arrives needs that to make progress).
       return c.want_write ? absl::OkStatus()
                           : SetInterest(c, EPOLLIN | EPOLLOUT);
-    } else {
-      return ConnectionError(
-          c, absl::StrCat("send failed: ", Errno(n < 0 ? errno : EIO)));
     }
+    c.sent += static_cast<size_t>(n);
   }
   return c.want_write ? SetInterest(c, EPOLLIN) : absl::OkStatus();
 }
@@ -564,18 +710,16 @@ absl::Status LoadGenerator::Send(Connection& c) {
 absl::Status LoadGenerator::Receive(Connection& c) {
   const size_t size = options_.size;
   for (;;) {
-    ssize_t n = recv(c.fd, scratch_.data(), scratch_.size(), 0);
+    absl::Status error;
+    ssize_t n = ReceiveSome(c, scratch_.data(), scratch_.size(), error);
+    if (!error.ok()) return error;
+    if (n < 0) return absl::OkStatus();  // Would block.
     if (n == 0) {
       return ConnectionError(
           c, absl::StrFormat("server closed the connection (after %d "
                              "requests; %d of %d bytes of the current echo "
                              "received)",
                              c.requests_started - 1, c.received, size));
-    }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::OkStatus();
-      return ConnectionError(c, absl::StrCat("recv failed: ", Errno(errno)));
     }
     const size_t got = static_cast<size_t>(n);
     if (!c.in_flight || c.received + got > c.sent) {
@@ -607,7 +751,9 @@ absl::Status LoadGenerator::Receive(Connection& c) {
       return stopping_ ? absl::OkStatus() : StartRequest(c);
     }
     // A short read drained the socket; level-triggered epoll reports more.
-    if (got < scratch_.size()) return absl::OkStatus();
+    // Not so for TLS: OpenSSL may hold decrypted bytes the socket no longer
+    // shows, so read until it would block.
+    if (c.ssl == nullptr && got < scratch_.size()) return absl::OkStatus();
   }
 }
 
@@ -741,6 +887,7 @@ absl::StatusOr<Report> RunLoad(const Options& options, std::string& target) {
     if (absl::Status s = generators.back()->Connect(); !s.ok()) return s;
   }
   target = generators.front()->target();
+  const std::string tls = generators.front()->TlsDescription();
 
   Window window;
   window.start_ns = NowNanos();
@@ -777,6 +924,7 @@ absl::StatusOr<Report> RunLoad(const Options& options, std::string& target) {
         [&] { return abort.load(); });
   };
   Report report;
+  report.tls = tls;
   WindowProbe probe(options);
   absl::Status probed;
   if (sleep_until(window.measure_ns)) {
@@ -828,10 +976,11 @@ void PrintReport(const Options& options, const std::string& target,
   }
 
   absl::PrintF(
-      "loadgen: %s, %d connections x %d bytes, 1 request in flight each, "
+      "loadgen: %s%s, %d connections x %d bytes, 1 request in flight each, "
       "%d thread(s); %s warmup, %.3f s measured; MiB/s = payload in each "
       "direction\n",
-      target, options.connections, options.size, options.threads,
+      target, r.tls.empty() ? "" : absl::StrCat(" over ", r.tls),
+      options.connections, options.size, options.threads,
       absl::FormatDuration(absl::Nanoseconds(options.warmup_ns)), r.seconds);
   absl::PrintF(
       "%6s %8s %11s %9s %9s %9s %9s %9s %11s %8s %11s %7s %9s %8s\n", "conns",
@@ -879,14 +1028,39 @@ void PrintReport(const Options& options, const std::string& target,
         "RESULT connections=%d size=%d threads=%d requests=%d seconds=%.4f "
         "req_per_s=%.2f mib_per_s=%.4f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
         "max_us=%.2f mean_us=%.2f%s loadgen_cpu_us_per_req=%.4f "
-        "loadgen_cpu_util=%.4f%s%s\n",
+        "loadgen_cpu_util=%.4f%s%s%s\n",
         options.connections, options.size, options.threads, r.requests,
         r.seconds, rps, mib_per_s, p50, p99, p999, max, mean, server, lg_us_per_req, lg_util,
         r.tcp_retrans ? absl::StrCat(" tcp_retrans=", retrans) : "",
         r.host_busy_ns ? absl::StrFormat(" host_cpu_util=%.4f", host_util)
-                       : "");
+                       : "",
+        r.tls.empty() ? "" : " tls=1");
   }
   std::fflush(stdout);
+}
+
+// The client context of --tls: no certificate check (a benchmark on
+// loopback), partial writes so that a connection knows what went out.
+absl::StatusOr<SSL_CTX*> MakeTlsContext() {
+  const std::string version = absl::GetFlag(FLAGS_tls_min_version);
+  if (version != "1.2" && version != "1.3") {
+    return absl::InvalidArgumentError("--tls_min_version must be 1.2 or 1.3");
+  }
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(
+      ctx, version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  const std::string suites = absl::GetFlag(FLAGS_tls_ciphersuites);
+  if (SSL_CTX_set_ciphersuites(ctx, suites.c_str()) != 1) {
+    SSL_CTX_free(ctx);
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_ciphersuites: OpenSSL does not know '", suites,
+                     "'"));
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  return ctx;
 }
 
 absl::StatusOr<Options> OptionsFromFlags() {
@@ -936,6 +1110,11 @@ absl::StatusOr<Options> OptionsFromFlags() {
     return absl::InvalidArgumentError("--format must be 'text' or 'json'");
   }
   o.json = format == "json";
+  if (absl::GetFlag(FLAGS_tls)) {
+    absl::StatusOr<SSL_CTX*> tls = MakeTlsContext();
+    if (!tls.ok()) return tls.status();
+    o.tls = *tls;
+  }
   if (o.server_pid < 0 ||
       (o.server_pid > 0 &&
        access(absl::StrCat("/proc/", o.server_pid).c_str(), F_OK) != 0)) {
@@ -968,7 +1147,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Closed-loop echo load generator: --port=P [--connections=N --size=B "
       "--duration=10s --warmup=1s --threads=T --server_pid=PID "
-      "--format=text|json]");
+      "--format=text|json --tls]");
   absl::ParseCommandLine(argc, argv);
   absl::StatusOr<Options> options = OptionsFromFlags();
   if (!options.ok()) {
@@ -989,5 +1168,6 @@ int main(int argc, char** argv) {
     return absl::IsInvalidArgument(report.status()) ? 2 : 1;
   }
   PrintReport(*options, target, *report);
+  SSL_CTX_free(options->tls);
   return 0;
 }

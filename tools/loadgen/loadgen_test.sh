@@ -118,4 +118,41 @@ status=0
 [ "$status" -eq 2 ] || fail "--threads > --connections: exit status $status, want 2"
 grep -q "at most --connections" "$tmp/threads.err" || fail "--threads: unclear error"
 
+# 6. TLS against sluice's TLS echo server (its ephemeral certificate): the
+# handshakes finish before the window, every echo is checked as over TCP.
+tls_server="$TEST_SRCDIR/$TEST_WORKSPACE/samples/tls_echo_server"
+: >"$tmp/tls_server.out"
+"$tls_server" --port=0 >"$tmp/tls_server.out" 2>"$tmp/tls_server.err" &
+server_pid=$!
+tls_port=""
+for _ in $(seq 1 100); do
+  tls_port=$(sed -n 's/^tls echo server listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/tls_server.out")
+  [ -n "$tls_port" ] && break
+  sleep 0.05
+done
+[ -n "$tls_port" ] || fail "the TLS echo server did not print its port"
+"$loadgen" --tls --port="$tls_port" --connections=3 --size=20000 \
+  --warmup=100ms --duration=500ms >"$tmp/tls.out" 2>"$tmp/tls.err" ||
+  fail "loadgen --tls failed against the TLS echo server"
+[ "$(result "$tmp/tls.out" tls)" = 1 ] || fail "--tls: not reported"
+[ "$(result "$tmp/tls.out" requests)" -gt 0 ] || fail "--tls: no requests"
+grep -q "over TLSv1.3 TLS_AES_128_GCM_SHA256" "$tmp/tls.out" ||
+  fail "--tls: not TLS 1.3 with AES-128-GCM"
+echo "tls: $(result "$tmp/tls.out" requests) requests"
+status=0
+"$loadgen" --tls --tls_ciphersuites=NO_SUCH_SUITE --port="$tls_port" \
+  >/dev/null 2>"$tmp/suite.err" || status=$?
+[ "$status" -eq 2 ] || fail "bad --tls_ciphersuites: exit status $status, want 2"
+stop_server
+# A plain echo server answers the ClientHello with its own bytes: a clear
+# handshake failure, exit 1.
+start_server
+status=0
+"$loadgen" --tls --port="$port" --connections=1 --duration=1s \
+  >"$tmp/plain.out" 2>"$tmp/plain.err" || status=$?
+[ "$status" -eq 1 ] || fail "--tls against plain TCP: exit status $status, want 1"
+grep -q "TLS handshake failed" "$tmp/plain.err" || fail "--tls against plain TCP: unclear error"
+echo "tls against plain TCP: $(cat "$tmp/plain.err")"
+stop_server
+
 echo "loadgen_test OK"

@@ -183,10 +183,9 @@ TlsTransport::TlsTransport(EventLoop& loop, const TlsContext& context,
       shutdown_timeout_(options.shutdown_timeout),
       ssl_(ssl),
       handshake_(loop) {
-  incoming_ = BIO_new(BIO_s_mem());
-  outgoing_ = BIO_new(BIO_s_mem());
-  // An empty incoming BIO means "wait for more", not EOF.
-  BIO_set_mem_eof_return(incoming_, -1);
+  // An empty incoming queue means "wait for more", not EOF.
+  incoming_ = tls_internal::NewQueueBio(&ciphertext_in_);
+  outgoing_ = tls_internal::NewQueueBio(&ciphertext_out_);
   SSL_set_bio(ssl_, incoming_, outgoing_);
   // Nobody waits for this connection any more (a connect or StartTls was
   // cancelled): it goes. Only while pending, and the layer completes the
@@ -224,8 +223,7 @@ void TlsTransport::OnLowerConnected() {
 
 void TlsTransport::DataReceived(std::string_view data) {
   if (state_ == State::kDone || lost_) return;
-  // The memory BIO copies; it grows as needed.
-  BIO_write(incoming_, data.data(), static_cast<int>(data.size()));
+  ciphertext_in_.Append(data);
   Advance();
 }
 
@@ -352,7 +350,7 @@ void TlsTransport::ConnectionLost(const absl::Status& status) {
 void TlsTransport::ReadingChanged() {
   TransportLayer::ReadingChanged();
   if (state_ == State::kOpen && IsReading() && !read_scheduled_ &&
-      (SSL_pending(ssl_) > 0 || BIO_ctrl_pending(incoming_) > 0 ||
+      (SSL_pending(ssl_) > 0 || ciphertext_in_.size() > 0 ||
        lower_eof_)) {
     // What arrived while paused, from the loop (not inside ResumeReading).
     read_scheduled_ = true;
@@ -365,7 +363,7 @@ void TlsTransport::ReadingChanged() {
 
 void TlsTransport::DoRead() {
   while (state_ == State::kOpen && IsReading() && !lost_) {
-    const size_t ciphertext = BIO_ctrl_pending(incoming_);
+    const size_t ciphertext = ciphertext_in_.size();
     const size_t plaintext = static_cast<size_t>(SSL_pending(ssl_));
     if (ciphertext == 0 && plaintext == 0) {
       if (lower_eof_) HandleReadStop(SSL_ERROR_WANT_READ);
@@ -421,7 +419,7 @@ size_t TlsTransport::ReadPlaintext(std::span<char> into, int& error) {
 void TlsTransport::HandleReadStop(int error) {
   switch (error) {
     case SSL_ERROR_WANT_READ:
-      if (lower_eof_ && BIO_ctrl_pending(incoming_) == 0 &&
+      if (lower_eof_ && ciphertext_in_.size() == 0 &&
           SSL_pending(ssl_) == 0) {
         Fail(absl::DataLossError(absl::StrCat(
             "the connection to ", Describe(),
@@ -630,13 +628,9 @@ void TlsTransport::DoShutdown() {
 }
 
 void TlsTransport::SendOutput() {
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(outgoing_, &data);
-  if (size <= 0) return;
-  if (lower() != nullptr) {
-    lower()->Write(std::string_view(data, static_cast<size_t>(size)));
-  }
-  (void)BIO_reset(outgoing_);
+  if (ciphertext_out_.empty()) return;
+  if (lower() != nullptr) lower()->Write(ciphertext_out_.View());
+  ciphertext_out_.Clear();
 }
 
 absl::Status TlsTransport::SslError(int error, const char* during) {

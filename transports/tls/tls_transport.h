@@ -17,6 +17,7 @@
 #include "framework/future.h"
 #include "framework/protocol.h"
 #include "framework/transport.h"
+#include "transports/tls/queue_bio.h"
 #include "transports/tls/tls_context.h"
 #include "transports/transport_layer.h"
 
@@ -209,8 +210,11 @@ class TlsTransport final : public TransportLayer {
   const absl::Duration handshake_timeout_;
   const absl::Duration shutdown_timeout_;
   SSL* const ssl_;
-  BIO* incoming_ = nullptr;  // Ciphertext from below, owned by ssl_.
-  BIO* outgoing_ = nullptr;  // Ciphertext for below, owned by ssl_.
+  // Ciphertext from below and for below, and their BIOs (owned by ssl_).
+  tls_internal::ByteQueue ciphertext_in_;
+  tls_internal::ByteQueue ciphertext_out_;
+  BIO* incoming_ = nullptr;
+  BIO* outgoing_ = nullptr;
   State state_ = State::kHandshake;
   Future<absl::Status> handshake_;
   Handle handshake_timer_;
