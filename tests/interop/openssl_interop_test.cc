@@ -2,13 +2,6 @@
 // the server for sluice's client, and s_client as a client of sluice's
 // server, over real loopback sockets.
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -25,96 +18,17 @@
 #include "framework/protocol.h"
 #include "framework/transport.h"
 #include "gtest/gtest.h"
+#include "tests/interop/child_process.h"
 #include "transports/connection.h"
 #include "transports/server.h"
 #include "transports/tls/certificates.h"
 #include "transports/tls/tls_context.h"
 #include "transports/tls/tls_transport.h"
 
-extern char** environ;
-
 namespace sluice {
 namespace {
 
-// A child process with its stdin and stdout (and stderr) on pipes.
-class Child {
- public:
-  explicit Child(std::vector<std::string> argv) {
-    int in[2], out[2];
-    EXPECT_EQ(pipe(in), 0);
-    EXPECT_EQ(pipe(out), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 2);
-    posix_spawn_file_actions_addclose(&actions, in[1]);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<char*> args;
-    for (std::string& arg : argv) args.push_back(arg.data());
-    args.push_back(nullptr);
-    EXPECT_EQ(posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(),
-                           environ),
-              0);
-    posix_spawn_file_actions_destroy(&actions);
-    close(in[0]);
-    close(out[1]);
-    stdin_ = in[1];
-    stdout_ = out[0];
-    fcntl(stdout_, F_SETFL, O_NONBLOCK);
-  }
-  ~Child() {
-    CloseStdin();
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    close(stdout_);
-  }
-
-  void Write(std::string_view data) {
-    EXPECT_EQ(write(stdin_, data.data(), data.size()),
-              static_cast<ssize_t>(data.size()));
-  }
-  void CloseStdin() {
-    if (stdin_ >= 0) close(stdin_);
-    stdin_ = -1;
-  }
-  // Reads what the child printed so far, without waiting.
-  const std::string& Poll() {
-    char buffer[4096];
-    ssize_t n;
-    while ((n = read(stdout_, buffer, sizeof(buffer))) > 0) {
-      output_.append(buffer, static_cast<size_t>(n));
-    }
-    return output_;
-  }
-  // Waits (at most 10 s) until the output holds one of `texts`, and
-  // returns what follows it on its line; runs `loop` meanwhile, which the
-  // child may be talking to.
-  std::optional<std::string> WaitFor(std::vector<std::string_view> texts,
-                                     EventLoop& loop) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline) {
-      Poll();
-      for (std::string_view text : texts) {
-        if (size_t at = output_.find(text); at != std::string::npos) {
-          const size_t rest = at + text.size();
-          return output_.substr(rest, output_.find('\n', rest) - rest);
-        }
-      }
-      loop.RunOnce(absl::Milliseconds(5));
-    }
-    ADD_FAILURE() << "the child's output never showed what was awaited; it "
-                     "printed:\n"
-                  << output_;
-    return std::nullopt;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int stdout_ = -1;
-  std::string output_;
-};
+using interop_testing::Child;
 
 struct Seen {
   std::string received;
