@@ -8,25 +8,33 @@
 
 namespace sluice::tls_internal {
 
+void ByteQueue::Reserve(size_t extra) {
+  if (capacity_ - tail_ >= extra) return;
+  const size_t needed = size() + extra;
+  if (needed <= capacity_ && head_ >= size()) {
+    // Room once the front is reclaimed, and the move cannot overlap.
+    std::memcpy(block_.get(), block_.get() + head_, size());
+  } else {
+    const size_t capacity = std::max(needed, 2 * capacity_);
+    auto block = std::make_unique_for_overwrite<char[]>(capacity);
+    if (!empty()) std::memcpy(block.get(), block_.get() + head_, size());
+    block_ = std::move(block);
+    capacity_ = capacity;
+  }
+  tail_ = size();
+  head_ = 0;
+}
+
 void ByteQueue::Append(std::string_view data) {
   if (data.empty()) return;
-  if (capacity_ - tail_ < data.size()) {
-    const size_t needed = size() + data.size();
-    if (needed <= capacity_ && head_ >= size()) {
-      // Room once the front is reclaimed, and the move cannot overlap.
-      std::memcpy(block_.get(), block_.get() + head_, size());
-    } else {
-      const size_t capacity = std::max(needed, 2 * capacity_);
-      auto block = std::make_unique_for_overwrite<char[]>(capacity);
-      if (!empty()) std::memcpy(block.get(), block_.get() + head_, size());
-      block_ = std::move(block);
-      capacity_ = capacity;
-    }
-    tail_ = size();
-    head_ = 0;
-  }
+  Reserve(data.size());
   std::memcpy(block_.get() + tail_, data.data(), data.size());
   tail_ += data.size();
+}
+
+std::span<char> ByteQueue::Lend(size_t size) {
+  Reserve(size);
+  return std::span<char>(block_.get() + tail_, capacity_ - tail_);
 }
 
 size_t ByteQueue::Read(char* into, size_t size) {

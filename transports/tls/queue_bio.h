@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string_view>
 
 // OpenSSL's type, without its headers.
@@ -27,11 +28,18 @@ class ByteQueue {
   }
 
   void Append(std::string_view data);
+  // Space for at least `size` more bytes at the back, for a writer that
+  // fills it in place and then Commits what it wrote.
+  std::span<char> Lend(size_t size);
+  void Commit(size_t size) { tail_ += size; }
   // Moves up to `size` bytes from the front into `into`; returns how many.
   size_t Read(char* into, size_t size);
   void Clear();
 
  private:
+  // Room for `extra` more bytes at the back, keeping what is queued.
+  void Reserve(size_t extra);
+
   std::unique_ptr<char[]> block_;
   size_t capacity_ = 0;
   size_t head_ = 0;

@@ -2,6 +2,8 @@
 
 #include <openssl/bio.h>
 
+#include <cstring>
+#include <span>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -25,6 +27,21 @@ TEST(ByteQueueTest, KeepsOrderAcrossGrowthAndPartialReads) {
   while (!queue.empty()) got.append(buffer, queue.Read(buffer, sizeof(buffer)));
   EXPECT_EQ(got, expected);
   EXPECT_EQ(queue.Read(buffer, sizeof(buffer)), 0u);
+}
+
+TEST(ByteQueueTest, LentSpaceCommittedJoinsTheBack) {
+  ByteQueue queue;
+  queue.Append("abc");
+  char buffer[2];
+  ASSERT_EQ(queue.Read(buffer, sizeof(buffer)), 2u);
+  std::span<char> lent = queue.Lend(1000);
+  ASSERT_GE(lent.size(), 1000u);
+  std::memcpy(lent.data(), "defg", 4);
+  queue.Commit(4);
+  EXPECT_EQ(queue.View(), "cdefg");
+  // Lent but not committed: nothing joins.
+  queue.Lend(10);
+  EXPECT_EQ(queue.size(), 5u);
 }
 
 TEST(QueueBioTest, ReadsWhatWasWrittenAndAsksToRetryWhenEmpty) {

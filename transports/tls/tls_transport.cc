@@ -26,6 +26,7 @@ using tls_internal::DrainOpenSslErrors;
 constexpr size_t kEncryptBatch = 64 * 1024;
 // What SSL_read fills for a protocol that does not lend its memory.
 constexpr size_t kPlaintextChunk = 64 * 1024;
+constexpr size_t kMinCiphertextLend = 64 * 1024;
 
 char* PlaintextBuffer() {
   // Own to this layer (not the transports' receive buffer, which the
@@ -225,6 +226,20 @@ void TlsTransport::DataReceived(std::string_view data) {
   if (state_ == State::kDone || lost_) return;
   ciphertext_in_.Append(data);
   Advance();
+}
+
+std::span<char> TlsTransport::CiphertextSink::GetBuffer(size_t size_hint) {
+  // A record or two at least; the socket reads as much as it is lent.
+  return tls_.ciphertext_in_.Lend(std::max(size_hint, kMinCiphertextLend));
+}
+
+void TlsTransport::CiphertextSink::BufferUpdated(size_t size) {
+  tls_.ciphertext_in_.Commit(size);
+  if (tls_.state_ == State::kDone || tls_.lost_) {
+    tls_.ciphertext_in_.Clear();
+    return;
+  }
+  tls_.Advance();
 }
 
 bool TlsTransport::EofReceived() {

@@ -128,8 +128,8 @@ class TlsTransport final : public TransportLayer {
   // at once). Writes after it are dropped.
   void WriteEof() override;
   bool CanWriteEof() const override { return state_ == State::kOpen; }
-  // Limits of this layer's plaintext buffer, and of the layer below's, so
-  // that the watermarks hold for everything GetWriteBufferSize counts.
+  // The watermarks hold for everything GetWriteBufferSize counts (the
+  // layer below gets limits of its own from them: see LimitLower).
   absl::Status SetWriteBufferLimits(
       std::optional<size_t> high = std::nullopt,
       std::optional<size_t> low = std::nullopt) override;
@@ -141,8 +141,22 @@ class TlsTransport final : public TransportLayer {
   void PauseWriting() override;
   void ResumeWriting() override;
   void ConnectionLost(const absl::Status& status) override;
+  // The transport below receives ciphertext straight into this layer's
+  // queue (no copy on the way), through `ciphertext_sink_`.
+  BufferedProtocol* AsBufferedProtocol() override { return &ciphertext_sink_; }
 
  private:
+  // The BufferedProtocol side of this layer, for the transport below.
+  class CiphertextSink final : public BufferedProtocol {
+   public:
+    explicit CiphertextSink(TlsTransport& tls) : tls_(tls) {}
+    std::span<char> GetBuffer(size_t size_hint) override;
+    void BufferUpdated(size_t size) override;
+
+   private:
+    TlsTransport& tls_;
+  };
+
   enum class State {
     kHandshake,  // Until the handshake is done.
     kOpen,       // Application data both ways.
@@ -213,6 +227,7 @@ class TlsTransport final : public TransportLayer {
   // Ciphertext from below and for below, and their BIOs (owned by ssl_).
   tls_internal::ByteQueue ciphertext_in_;
   tls_internal::ByteQueue ciphertext_out_;
+  CiphertextSink ciphertext_sink_{*this};
   BIO* incoming_ = nullptr;
   BIO* outgoing_ = nullptr;
   State state_ = State::kHandshake;
