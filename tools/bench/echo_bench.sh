@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmarks echo servers -- sluice's and peers on libuv, Boost.Asio and
-# uvloop -- with tools/loadgen, and prints a Markdown table.
+# Benchmarks echo servers -- sluice's and peers on libuv, Boost.Asio,
+# uvloop and Node -- with tools/loadgen, and prints a Markdown table.
 #
 #   tools/bench/echo_bench.sh                      # everything, 10 s per cell
 #   tools/bench/echo_bench.sh --quick              # smoke test: 1 s per cell
 #   tools/bench/echo_bench.sh --servers=libuv,asio --sizes=1024 --conns=10,100
+#   tools/bench/echo_bench.sh --tls                # TLS: sluice, asio, uvloop, node
 #
 # Each server runs pinned to one CPU (--server_cpu, default 0) and loadgen to
 # others (--loadgen_cpu, default 1; with --loadgen_threads on a machine with
@@ -17,8 +18,14 @@ usage() {
   cat <<'EOF'
 usage: tools/bench/echo_bench.sh [flags]
   --servers=LIST      comma-separated, from: sluice sluice-streams libuv
-                      asio uvloop uvloop-streams baseline baseline-streams
-                      (default: sluice,libuv,asio,uvloop)
+                      asio uvloop uvloop-streams node baseline
+                      baseline-streams (default: sluice,libuv,asio,uvloop;
+                      with --tls: sluice,asio,uvloop,node)
+  --tls               every server speaks TLS with the same certificate
+                      (made by //tools:make_certs), loadgen --tls (TLS 1.3,
+                      TLS_AES_128_GCM_SHA256, handshakes before the warmup);
+                      sluice is samples:tls_echo_server, asio Boost.Asio's
+                      ssl::stream, uvloop Python's ssl, node Node's tls
   --baseline=PATH     an echo_server binary of another sluice build (e.g.
                       an older commit's, built with --config=opt): the
                       servers baseline and baseline-streams run it, in the
@@ -53,7 +60,8 @@ die() {
 
 note() { echo "echo_bench: $*" >&2; }
 
-servers=sluice,libuv,asio,uvloop
+servers=""
+tls=0
 sizes=1024,10240,102400
 conns=10,100
 duration=""
@@ -73,6 +81,7 @@ baseline=""
 for arg in "$@"; do
   case "$arg" in
     --servers=*) servers=${arg#*=} ;;
+    --tls) tls=1 ;;
     --sizes=*) sizes=${arg#*=} ;;
     --conns=*) conns=${arg#*=} ;;
     --duration=*) duration=${arg#*=} ;;
@@ -98,13 +107,19 @@ else
   : "${duration:=10s}" "${warmup:=1s}"
 fi
 
+if [ -z "$servers" ]; then
+  if ((tls)); then servers=sluice,asio,uvloop,node; else servers=sluice,libuv,asio,uvloop; fi
+fi
 IFS=, read -r -a server_list <<<"$servers"
 for s in "${server_list[@]}"; do
   case "$s" in
-    sluice | sluice-streams | libuv | asio | uvloop | uvloop-streams) ;;
+    sluice | asio | uvloop | node) ;;
+    sluice-streams | libuv | uvloop-streams | baseline | baseline-streams)
+      ((!tls)) || die "$s has no TLS mode (with --tls: sluice asio uvloop node)" ;;&
+    sluice-streams | libuv | uvloop-streams) ;;
     baseline | baseline-streams)
       [ -x "$baseline" ] || die "$s needs --baseline=PATH to an echo_server binary" ;;
-    *) die "unknown server '$s' (known: sluice sluice-streams libuv asio uvloop uvloop-streams baseline baseline-streams)" ;;
+    *) die "unknown server '$s' (known: sluice sluice-streams libuv asio uvloop uvloop-streams node baseline baseline-streams)" ;;
   esac
 done
 IFS=, read -r -a size_list <<<"$sizes"
@@ -138,6 +153,7 @@ package_of() {
     libuv) echo libuv1-dev ;;
     asio) echo libboost-dev ;;
     uvloop | uvloop-streams) echo python3-uvloop ;;
+    node) echo nodejs ;;
   esac
 }
 
@@ -178,9 +194,11 @@ fi
 # --- Build --------------------------------------------------------------------
 
 targets=(//tools/loadgen:loadgen)
+((!tls)) || targets+=(//tools:make_certs)
 for s in "${server_list[@]}"; do
   case "$s" in
-    sluice | sluice-streams) targets+=(//samples:echo_server) ;;
+    sluice) targets+=(//samples:"$( ((tls)) && echo tls_echo_server || echo echo_server)") ;;
+    sluice-streams) targets+=(//samples:echo_server) ;;
     libuv) targets+=(//tools/bench/peers:libuv_echo) ;;
     asio) targets+=(//tools/bench/peers:asio_echo) ;;
   esac
@@ -189,11 +207,29 @@ note "building ${targets[*]}"
 ./bazelw build --config=opt --jobs=2 "${targets[@]}" >&2 || die "build failed"
 bin=$(./bazelw info --config=opt bazel-bin 2>/dev/null)
 loadgen="$bin/tools/loadgen/loadgen"
+loadgen_tls=()
+tls_flags=()
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/echo_bench.XXXXXX")
+if ((tls)); then
+  # One certificate (and key type) for every server.
+  "$bin/tools/make_certs" --out="$workdir/certs" >&2 || die "make_certs failed"
+  tls_flags=(--cert="$workdir/certs/server.pem" --key="$workdir/certs/server.key")
+  loadgen_tls=(--tls)
+fi
 
 # Sets server_cmd to the command line of server $1, less --port.
 server_command() {
   # Debian's python3-uvloop is for /usr/bin/python3, whatever is on PATH.
   local uvloop_echo=(/usr/bin/python3 "$workspace/tools/bench/peers/uvloop_echo.py")
+  if ((tls)); then
+    case "$1" in
+      sluice) server_cmd=("$bin/samples/tls_echo_server" "${tls_flags[@]}") ;;
+      asio) server_cmd=("$bin/tools/bench/peers/asio_echo" --tls "${tls_flags[@]}") ;;
+      uvloop) server_cmd=("${uvloop_echo[@]}" --tls "${tls_flags[@]}") ;;
+      node) server_cmd=(node "$workspace/tools/bench/peers/node_tls_echo.js" --tls "${tls_flags[@]}") ;;
+    esac
+    return
+  fi
   case "$1" in
     sluice) server_cmd=("$bin/samples/echo_server") ;;
     sluice-streams) server_cmd=("$bin/samples/echo_server" --mode=streams) ;;
@@ -203,6 +239,7 @@ server_command() {
     asio) server_cmd=("$bin/tools/bench/peers/asio_echo") ;;
     uvloop) server_cmd=("${uvloop_echo[@]}") ;;
     uvloop-streams) server_cmd=("${uvloop_echo[@]}" --streams) ;;
+    node) server_cmd=(node "$workspace/tools/bench/peers/node_tls_echo.js" --no-tls) ;;
   esac
 }
 
@@ -218,7 +255,6 @@ else
   note "warning: $cpus CPU(s) (or the same CPU twice): not pinning"
 fi
 
-workdir=$(mktemp -d "${TMPDIR:-/tmp}/echo_bench.XXXXXX")
 declare -A pid port
 
 stop_servers() {
@@ -290,6 +326,7 @@ measure() {
     status=0
     "${loadgen_pin[@]}" timeout --kill-after=5 "$cell_timeout" "$loadgen" \
       --host=127.0.0.1 --port="${port[$s]}" --connections="$c" --size="$size" \
+      "${loadgen_tls[@]}" \
       --threads="$loadgen_threads" \
       --duration="$duration" --warmup="$warmup" --server_pid="${pid[$s]}" \
       >"$workdir/cell.out" 2>"$workdir/cell.err" || status=$?
@@ -397,7 +434,7 @@ done
 stop_servers
 
 {
-  echo "Echo benchmark: $cpus CPUs ($cpu_model), kernel $(uname -r);"
+  echo "Echo benchmark$( ((tls)) && echo " over TLS (TLS 1.3, TLS_AES_128_GCM_SHA256)"): $cpus CPUs ($cpu_model), kernel $(uname -r);"
   echo "server on CPU $server_cpu, loadgen ($loadgen_threads thread(s)) on CPU $loadgen_cpu; $warmup warmup + $duration per run,"
   echo "median of $repeat run(s) by req/s; before the run: load average $load, ${busy_before}% of a CPU busy."
   echo "Latencies in µs; MiB/s is payload in each direction; other CPU = CPU the rest"

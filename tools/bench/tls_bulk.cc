@@ -8,7 +8,8 @@
 //
 //   ./bazelw run --config=opt //tools/bench:tls_bulk -- --bytes=4GiB
 //
-// Prints one line: "RESULT bytes=... seconds=... mb_per_s=... tls=...".
+// Prints one line: "RESULT bytes=... seconds=... mb_per_s=... tls=...";
+// --notls runs the same over plain TCP (tls="").
 
 #include <pthread.h>
 #include <sched.h>
@@ -46,6 +47,9 @@ ABSL_FLAG(int64_t, high_water, 0,
           "low is a quarter of it.");
 ABSL_FLAG(int, server_cpu, 0, "CPU the server thread is pinned to.");
 ABSL_FLAG(int, client_cpu, 1, "CPU the client (main) thread is pinned to.");
+ABSL_FLAG(bool, tls, true,
+          "--notls: the same over plain TCP, for what the kernel and the "
+          "transports cost without TLS.");
 ABSL_FLAG(std::string, ciphersuites, "TLS_AES_128_GCM_SHA256",
           "TLS 1.3 cipher suites (OpenSSL syntax).");
 
@@ -170,7 +174,7 @@ int Run() {
     pthread_setname_np(pthread_self(), "tls_bulk_server");  // For profiles.
     std::unique_ptr<EventLoop> loop = EventLoop::Create().value();
     ServerOptions options;
-    options.tls = &*server_context;
+    if (absl::GetFlag(FLAGS_tls)) options.tls = &*server_context;
     absl::StatusOr<std::unique_ptr<Server>> server =
         loop->RunUntilComplete(CreateServer(
             *loop,
@@ -195,7 +199,7 @@ int Run() {
   std::unique_ptr<EventLoop> loop = EventLoop::Create().value();
   Outcome outcome;
   ConnectOptions options;
-  options.tls = &*client_context;
+  if (absl::GetFlag(FLAGS_tls)) options.tls = &*client_context;
   absl::StatusOr<Connection> connection = loop->RunUntilComplete(
       CreateConnection(
           *loop,

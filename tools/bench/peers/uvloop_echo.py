@@ -9,7 +9,11 @@ pauses reading), which costs nothing while buffers stay small.
 reader.read(262144), writer.write, await writer.drain() -- the shape of
 sluice's coroutine streams.
 
+--tls (with --cert and --key, PEM files): either mode over uvloop's TLS
+(Python's ssl module, i.e. OpenSSL), TLS 1.2 minimum.
+
     /usr/bin/python3 uvloop_echo.py --port=0 [--streams]
+        [--tls --cert=cert.pem --key=key.pem]
     # prints "listening on 127.0.0.1:PORT"
 
 A peer for tools/bench/echo_bench.sh; see docs/benchmarks.md.
@@ -18,6 +22,7 @@ A peer for tools/bench/echo_bench.sh; see docs/benchmarks.md.
 import argparse
 import asyncio
 import socket
+import ssl
 import sys
 
 import uvloop
@@ -59,14 +64,28 @@ async def echo_stream(reader, writer):
         writer.close()
 
 
-async def serve(port, streams):
+def tls_context(cert, key):
+    # Python 3.10+ already refuses TLS < 1.2; pinned so that older ones match
+    # the other peers.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Python sets OP_CIPHER_SERVER_PREFERENCE (its list starts with AES-256);
+    # OpenSSL's and Node's default is the client's order, so that loadgen's
+    # --tls_ciphersuites picks the cipher for every peer alike.
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def serve(port, streams, tls):
+    # tls is None for plain TCP (create_server's default).
     if streams:
         server = await asyncio.start_server(
-            echo_stream, "127.0.0.1", port, backlog=1024)
+            echo_stream, "127.0.0.1", port, backlog=1024, ssl=tls)
     else:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            EchoProtocol, "127.0.0.1", port, backlog=1024)
+            EchoProtocol, "127.0.0.1", port, backlog=1024, ssl=tls)
     bound = server.sockets[0].getsockname()[1]
     print(f"listening on 127.0.0.1:{bound}", flush=True)
     async with server:
@@ -78,11 +97,23 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--streams", action="store_true",
                         help="asyncio streams instead of a Protocol")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve TLS; needs --cert and --key")
+    parser.add_argument("--cert", help="PEM certificate chain (--tls)")
+    parser.add_argument("--key", help="PEM private key (--tls)")
     args = parser.parse_args()
+    tls = None
+    if args.tls:
+        if not args.cert or not args.key:
+            parser.error("--tls needs --cert and --key (PEM files)")
+        try:
+            tls = tls_context(args.cert, args.key)
+        except (OSError, ssl.SSLError) as e:
+            parser.error(f"--cert={args.cert} --key={args.key}: {e}")
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(serve(args.port, args.streams))
+        loop.run_until_complete(serve(args.port, args.streams, tls))
     except KeyboardInterrupt:
         pass
     return 0
