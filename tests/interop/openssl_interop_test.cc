@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -85,9 +86,47 @@ class OpenSslInteropTest : public ::testing::Test {
     EXPECT_TRUE(WritePemFile(key_file_, key_pem_, true).ok());
   }
 
+  // A sluice TLS echo server on a free port: what its connection saw goes
+  // to seen_, its handshake to handshake_.
+  void StartEchoServer(TlsContextOptions options) {
+    absl::StatusOr<TlsContext> context =
+        TlsContext::CreateServer(std::move(options));
+    ASSERT_TRUE(context.ok()) << context.status();
+    server_context_ = *std::move(context);
+    auto factory = [this]() -> std::unique_ptr<Protocol> {
+      auto tls = TlsTransport::Create(*loop_, *server_context_, {},
+                                      std::make_unique<App>(seen_, "", true))
+                     .value();
+      handshake_ = tls->Handshake();
+      return tls;
+    };
+    absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
+        CreateServer(*loop_, factory, "127.0.0.1", 0));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+  std::string ServerAddress() const {
+    return absl::StrCat("127.0.0.1:", server_->addresses()[0].port());
+  }
+
+  // Runs the loop until `done`, for at most 10 s: the child works
+  // meanwhile, on the real clock.
+  bool RunUntil(absl::FunctionRef<bool()> done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (!done()) {
+      if (absl::Now() >= deadline) return false;
+      loop_->RunOnce(absl::Milliseconds(5));
+    }
+    return true;
+  }
+
   std::unique_ptr<EventLoop> loop_;
   std::string dir_;
   std::string cert_pem_, key_pem_, cert_file_, key_file_;
+  std::optional<TlsContext> server_context_;
+  std::unique_ptr<Server> server_;
+  Seen seen_;
+  std::optional<Future<absl::Status>> handshake_;
 };
 
 TEST_F(OpenSslInteropTest, SluiceClientAgainstOpenSslServer) {
@@ -116,9 +155,9 @@ TEST_F(OpenSslInteropTest, SluiceClientAgainstOpenSslServer) {
       CreateConnection(*loop_, factory, "127.0.0.1",
                        static_cast<uint16_t>(port)));
   ASSERT_TRUE(connection.ok()) << connection.status();
-  ASSERT_TRUE(loop_->RunUntil([&] { return handshake->IsDone(); }));
+  ASSERT_TRUE(RunUntil([&] { return handshake->IsDone(); }));
   ASSERT_TRUE(handshake->Result().ok()) << handshake->Result();
-  ASSERT_TRUE(loop_->RunUntil([&] {
+  ASSERT_TRUE(RunUntil([&] {
     return seen.received.find('\n') != std::string::npos || seen.lost;
   }));
   EXPECT_EQ(seen.received, "eciuls olleh\n");
@@ -127,69 +166,41 @@ TEST_F(OpenSslInteropTest, SluiceClientAgainstOpenSslServer) {
   EXPECT_EQ(info->version, "TLSv1.3");
   EXPECT_EQ(info->peer_subject, "CN=localhost");
   seen.transport->Close();
-  ASSERT_TRUE(loop_->RunUntil([&] { return seen.lost.has_value(); }));
+  ASSERT_TRUE(RunUntil([&] { return seen.lost.has_value(); }));
   EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
 }
 
 TEST_F(OpenSslInteropTest, OpenSslClientAgainstSluiceServer) {
-  TlsContext context = TlsContext::CreateServer(
-                           {.certificate_chain_file = cert_file_,
-                            .private_key_file = key_file_,
-                            .alpn_protocols = {"echo/1"}})
-                           .value();
-  Seen seen;
-  auto factory = [&]() -> std::unique_ptr<Protocol> {
-    return TlsTransport::Create(*loop_, context, {},
-                                std::make_unique<App>(seen, "", true))
-        .value();
-  };
-  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
-      CreateServer(*loop_, factory, "127.0.0.1", 0));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const std::string port = absl::StrCat((*server)->addresses()[0].port());
-
-  Child client({"openssl", "s_client", "-connect",
-                absl::StrCat("127.0.0.1:", port), "-CAfile", cert_file_,
+  ASSERT_NO_FATAL_FAILURE(
+      StartEchoServer({.certificate_chain_file = cert_file_,
+                       .private_key_file = key_file_,
+                       .alpn_protocols = {"echo/1"}}));
+  Child client({"openssl", "s_client", "-connect", ServerAddress(),
+                "-CAfile", cert_file_,
                 "-verify_return_error", "-servername", "localhost", "-alpn",
                 "echo/1", "-quiet", "-no_ign_eof"});
   const std::string line = "a line through OpenSSL's client\n";
   client.Write(line);
   ASSERT_TRUE(client.WaitFor({line}, *loop_).has_value());
-  EXPECT_EQ(seen.received, line);
-  ASSERT_NE(seen.transport, nullptr);
-  const TlsInfo* info = seen.transport->GetExtraInfo<TlsInfo>();
+  EXPECT_EQ(seen_.received, line);
+  ASSERT_NE(seen_.transport, nullptr);
+  const TlsInfo* info = seen_.transport->GetExtraInfo<TlsInfo>();
   ASSERT_NE(info, nullptr);
   EXPECT_EQ(info->alpn, "echo/1");
   EXPECT_EQ(info->server_name, "localhost");
   // s_client ends with close_notify when its input ends: a clean EOF here.
   client.CloseStdin();
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!seen.lost.has_value() && absl::Now() < deadline) {
-    loop_->RunOnce(absl::Milliseconds(5));
-  }
-  ASSERT_TRUE(seen.lost.has_value()) << client.Poll();
-  EXPECT_TRUE(seen.eof);
-  EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
+  ASSERT_TRUE(RunUntil([&] { return seen_.lost.has_value(); }))
+      << client.Poll();
+  EXPECT_TRUE(seen_.eof);
+  EXPECT_TRUE(seen_.lost->ok()) << *seen_.lost;
 }
 
 TEST_F(OpenSslInteropTest, KeyUpdatesFromOpenSslClientKeepTheEchoFlowing) {
-  TlsContext context = TlsContext::CreateServer(
-                           {.certificate_chain_file = cert_file_,
-                            .private_key_file = key_file_})
-                           .value();
-  Seen seen;
-  auto factory = [&]() -> std::unique_ptr<Protocol> {
-    return TlsTransport::Create(*loop_, context, {},
-                                std::make_unique<App>(seen, "", true))
-        .value();
-  };
-  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
-      CreateServer(*loop_, factory, "127.0.0.1", 0));
-  ASSERT_TRUE(server.ok()) << server.status();
-  Child client({"openssl", "s_client", "-connect",
-                absl::StrCat("127.0.0.1:", (*server)->addresses()[0].port()),
-                "-CAfile", cert_file_, "-verify_return_error", "-quiet",
-                "-no_ign_eof"});
+  ASSERT_NO_FATAL_FAILURE(StartEchoServer(
+      {.certificate_chain_file = cert_file_, .private_key_file = key_file_}));
+  Child client({"openssl", "s_client", "-connect", ServerAddress(), "-CAfile",
+                cert_file_, "-verify_return_error", "-quiet", "-no_ign_eof"});
   client.Write("before\n");
   ASSERT_TRUE(client.WaitFor({"before\n"}, *loop_).has_value());
   // "K": a KeyUpdate that asks sluice to update its keys too, so both
@@ -201,46 +212,31 @@ TEST_F(OpenSslInteropTest, KeyUpdatesFromOpenSslClientKeepTheEchoFlowing) {
   client.Write("k\n");
   // s_client reads a command and what follows it in one go as the command:
   // the line waits until it has acted.
-  const absl::Time updated_by = absl::Now() + absl::Seconds(10);
-  while (client.Poll().find("KEYUPDATE", client.Poll().find("KEYUPDATE") + 1) ==
-             std::string::npos &&
-         absl::Now() < updated_by) {
-    loop_->RunOnce(absl::Milliseconds(5));
-  }
+  ASSERT_TRUE(RunUntil([&] {
+    const std::string& output = client.Poll();
+    return output.find("KEYUPDATE", output.find("KEYUPDATE") + 1) !=
+           std::string::npos;
+  })) << client.Poll();
   client.Write("last\n");
   ASSERT_TRUE(client.WaitFor({"last\n"}, *loop_).has_value());
-  EXPECT_EQ(seen.received, "before\nafter\nlast\n");
+  EXPECT_EQ(seen_.received, "before\nafter\nlast\n");
   client.CloseStdin();
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!seen.lost.has_value() && absl::Now() < deadline) {
-    loop_->RunOnce(absl::Milliseconds(5));
-  }
-  ASSERT_TRUE(seen.lost.has_value()) << client.Poll();
-  EXPECT_TRUE(seen.lost->ok()) << *seen.lost;
+  ASSERT_TRUE(RunUntil([&] { return seen_.lost.has_value(); }))
+      << client.Poll();
+  EXPECT_TRUE(seen_.lost->ok()) << *seen_.lost;
 }
 
 TEST_F(OpenSslInteropTest, AServerAskingForClientCertificatesNamesItsCas) {
   KeyAndCertificate ca =
       GenerateSelfSigned({.common_name = "sluice interop CA", .is_ca = true})
           .value();
-  TlsContext context = TlsContext::CreateServer(
-                           {.certificate_chain_file = cert_file_,
-                            .private_key_file = key_file_,
-                            .ca_pem = ca.certificate_pem,
-                            .verify = TlsVerify::kOptional})
-                           .value();
-  Seen seen;
-  auto factory = [&]() -> std::unique_ptr<Protocol> {
-    return TlsTransport::Create(*loop_, context, {},
-                                std::make_unique<App>(seen, "", true))
-        .value();
-  };
-  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
-      CreateServer(*loop_, factory, "127.0.0.1", 0));
-  ASSERT_TRUE(server.ok()) << server.status();
-  Child client({"openssl", "s_client", "-connect",
-                absl::StrCat("127.0.0.1:", (*server)->addresses()[0].port()),
-                "-CAfile", cert_file_, "-no_ign_eof"});
+  ASSERT_NO_FATAL_FAILURE(
+      StartEchoServer({.certificate_chain_file = cert_file_,
+                       .private_key_file = key_file_,
+                       .ca_pem = ca.certificate_pem,
+                       .verify = TlsVerify::kOptional}));
+  Child client({"openssl", "s_client", "-connect", ServerAddress(), "-CAfile",
+                cert_file_, "-no_ign_eof"});
   client.Write("hello\n");
   // s_client prints the names from the CertificateRequest, then the echo.
   ASSERT_TRUE(client.WaitFor({"hello\n"}, *loop_).has_value());
@@ -252,41 +248,22 @@ TEST_F(OpenSslInteropTest, AServerAskingForClientCertificatesNamesItsCas) {
 }
 
 TEST_F(OpenSslInteropTest, OpenSslClientThatDoesNotTrustTheServerFails) {
-  TlsContext context = TlsContext::CreateServer(
-                           {.certificate_chain_pem = cert_pem_,
-                            .private_key_pem = key_pem_})
-                           .value();
-  Seen seen;
-  std::optional<Future<absl::Status>> handshake;
-  auto factory = [&]() -> std::unique_ptr<Protocol> {
-    auto tls = TlsTransport::Create(*loop_, context, {},
-                                    std::make_unique<App>(seen, "", true))
-                   .value();
-    handshake = tls->Handshake();
-    return tls;
-  };
-  absl::StatusOr<std::unique_ptr<Server>> server = loop_->RunUntilComplete(
-      CreateServer(*loop_, factory, "127.0.0.1", 0));
-  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_NO_FATAL_FAILURE(StartEchoServer(
+      {.certificate_chain_pem = cert_pem_, .private_key_pem = key_pem_}));
   // s_client trusts another CA only.
   KeyAndCertificate other =
       GenerateSelfSigned({.common_name = "another CA", .is_ca = true}).value();
   const std::string other_file = dir_ + "/other_ca.pem";
   ASSERT_TRUE(WritePemFile(other_file, other.certificate_pem, false).ok());
-  Child client({"openssl", "s_client", "-connect",
-                absl::StrCat("127.0.0.1:", (*server)->addresses()[0].port()),
+  Child client({"openssl", "s_client", "-connect", ServerAddress(),
                 "-verify_return_error", "-CAfile", other_file, "-quiet"});
   ASSERT_TRUE(
       client.WaitFor({"verify error", "certificate verify failed"}, *loop_)
           .has_value());
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while ((!handshake.has_value() || !handshake->IsDone()) &&
-         absl::Now() < deadline) {
-    loop_->RunOnce(absl::Milliseconds(5));
-  }
-  ASSERT_TRUE(handshake.has_value() && handshake->IsDone());
-  EXPECT_FALSE(handshake->Result().ok());
-  EXPECT_FALSE(seen.made);
+  ASSERT_TRUE(
+      RunUntil([&] { return handshake_.has_value() && handshake_->IsDone(); }));
+  EXPECT_FALSE(handshake_->Result().ok());
+  EXPECT_FALSE(seen_.made);
 }
 
 }  // namespace
