@@ -226,6 +226,24 @@ TEST_F(OpenSslInteropTest, KeyUpdatesFromOpenSslClientKeepTheEchoFlowing) {
   EXPECT_TRUE(seen_.lost->ok()) << *seen_.lost;
 }
 
+TEST_F(OpenSslInteropTest, RenegotiationIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartEchoServer(
+      {.certificate_chain_file = cert_file_, .private_key_file = key_file_}));
+  // TLS 1.2, where s_client's "R" asks for a renegotiation.
+  Child client({"openssl", "s_client", "-connect", ServerAddress(), "-CAfile",
+                cert_file_, "-tls1_2", "-quiet", "-no_ign_eof"});
+  client.Write("one\n");
+  ASSERT_TRUE(client.WaitFor({"one\n"}, *loop_).has_value());
+  client.Write("R\n");
+  ASSERT_TRUE(client.WaitFor({"no renegotiation"}, *loop_).has_value());
+  // The client gives up on the connection: sluice's end fails (OpenSSL's
+  // handshake_failure alert), with nothing delivered after the refusal.
+  ASSERT_TRUE(RunUntil([&] { return seen_.lost.has_value(); }))
+      << client.Poll();
+  EXPECT_FALSE(seen_.lost->ok());
+  EXPECT_EQ(seen_.received, "one\n");
+}
+
 TEST_F(OpenSslInteropTest, AServerAskingForClientCertificatesNamesItsCas) {
   KeyAndCertificate ca =
       GenerateSelfSigned({.common_name = "sluice interop CA", .is_ca = true})

@@ -220,6 +220,23 @@ TEST_F(TlsTest, TheConnectionBelowEndingWithoutCloseNotifyIsTruncation) {
   EXPECT_THAT(server_.lost->message(), HasSubstr("close_notify"));
 }
 
+TEST_F(TlsTest, GarbageAfterValidRecordsFailsTheConnectionAfterTheirData) {
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  // Held below the server's TLS layer, then followed by bytes that are not
+  // TLS: the record's plaintext is delivered, then the connection fails.
+  server_root_->PauseReading();
+  client_.transport->Write("valid data");
+  loop_->RunUntilIdle();
+  EXPECT_EQ(server_.received, "");
+  server_root_->DeliverFromPeer("this is not a TLS record, just some bytes");
+  server_root_->ResumeReading();
+  ASSERT_TRUE(loop_->RunUntil([&] { return server_.lost.has_value(); }));
+  EXPECT_EQ(server_.received, "valid data");
+  EXPECT_EQ(server_.lost->code(), absl::StatusCode::kUnavailable)
+      << *server_.lost;
+  EXPECT_THAT(server_.lost->message(), HasSubstr("TLS read"));
+}
+
 TEST_F(TlsTest, AbortSendsNoCloseNotify) {
   ASSERT_NO_FATAL_FAILURE(Connect());
   client_.transport->Abort();
