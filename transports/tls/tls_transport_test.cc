@@ -222,16 +222,13 @@ TEST_F(TlsTest, TheConnectionBelowEndingWithoutCloseNotifyIsTruncation) {
 
 TEST_F(TlsTest, GarbageAfterValidRecordsFailsTheConnectionAfterTheirData) {
   ASSERT_NO_FATAL_FAILURE(Connect());
-  // Held below the server's TLS layer, then followed by bytes that are not
-  // TLS: the record's plaintext is delivered, then the connection fails.
-  server_root_->PauseReading();
+  // A record, then bytes that are not TLS, written under the client's TLS
+  // layer into the same stream: the record's plaintext is delivered, then
+  // the connection fails.
   client_.transport->Write("valid data");
-  loop_->RunUntilIdle();
-  EXPECT_EQ(server_.received, "");
-  server_root_->DeliverFromPeer("this is not a TLS record, just some bytes");
-  server_root_->ResumeReading();
+  client_root_->Write("this is not a TLS record, just some bytes");
   ASSERT_TRUE(loop_->RunUntil([&] { return server_.lost.has_value(); }));
-  EXPECT_EQ(server_.received, "valid data");
+  EXPECT_EQ(server_.received, "valid data") << *server_.lost;
   EXPECT_EQ(server_.lost->code(), absl::StatusCode::kUnavailable)
       << *server_.lost;
   EXPECT_THAT(server_.lost->message(), HasSubstr("TLS read"));
