@@ -18,6 +18,7 @@
 #include "framework/event_loop.h"
 #include "framework/protocol.h"
 #include "framework/transport.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/interop/child_process.h"
 #include "transports/connection.h"
@@ -224,6 +225,64 @@ TEST_F(OpenSslInteropTest, KeyUpdatesFromOpenSslClientKeepTheEchoFlowing) {
   ASSERT_TRUE(RunUntil([&] { return seen_.lost.has_value(); }))
       << client.Poll();
   EXPECT_TRUE(seen_.lost->ok()) << *seen_.lost;
+}
+
+// A session from a site without client certificates, offered to a site
+// (on the same server, chosen by SNI) that requires them: resumed, it would
+// skip the certificate. OpenSSL's s_client offers it with -sess_in.
+TEST_F(OpenSslInteropTest, ASessionResumesOnlyOnTheSiteThatIssuedIt) {
+  auto context_for = [](const std::string& name, bool client_certificates) {
+    KeyAndCertificate certificate =
+        GenerateSelfSigned({.common_name = name, .dns_names = {name}}).value();
+    TlsContextOptions options{.certificate_chain_pem = certificate.certificate_pem,
+                              .private_key_pem = certificate.key_pem};
+    if (client_certificates) {
+      options.ca_pem =
+          GenerateSelfSigned({.common_name = "admin CA", .is_ca = true})
+              .value()
+              .certificate_pem;
+      options.verify = TlsVerify::kRequired;
+    }
+    return TlsContext::CreateServer(std::move(options)).value();
+  };
+  const TlsContext api = context_for("api.example", false);
+  const TlsContext admin = context_for("admin.example", true);
+  ASSERT_NO_FATAL_FAILURE(StartEchoServer(
+      {.certificate_chain_file = cert_file_,
+       .private_key_file = key_file_,
+       .server_name_callback =
+           [api, admin](std::string_view name)
+               -> absl::StatusOr<const TlsContext*> {
+         if (name == "api.example") return &api;
+         if (name == "admin.example") return &admin;
+         return nullptr;
+       }}));
+  const std::string session = dir_ + "/api.session";
+  {
+    Child first({"openssl", "s_client", "-connect", ServerAddress(),
+                 "-servername", "api.example", "-sess_out", session, "-quiet",
+                 "-no_ign_eof"});
+    first.Write("hello\n");
+    ASSERT_TRUE(first.WaitFor({"hello\n"}, *loop_).has_value());
+    first.CloseStdin();
+    EXPECT_EQ(first.WaitForExit(*loop_), 0) << first.Poll();
+  }
+  {
+    // The session is good: it resumes on api.example.
+    Child again({"openssl", "s_client", "-connect", ServerAddress(),
+                 "-servername", "api.example", "-sess_in", session});
+    again.Write("hello\n");
+    ASSERT_TRUE(again.WaitFor({"Reused, TLSv1.3"}, *loop_).has_value());
+  }
+  Child attack({"openssl", "s_client", "-connect", ServerAddress(),
+                "-servername", "admin.example", "-sess_in", session});
+  attack.Write("hello\n");
+  ASSERT_TRUE(attack.WaitFor({"certificate required"}, *loop_).has_value());
+  EXPECT_EQ(attack.Poll().find("Reused,"), std::string::npos) << attack.Poll();
+  ASSERT_TRUE(
+      RunUntil([&] { return handshake_.has_value() && handshake_->IsDone(); }));
+  EXPECT_THAT(std::string(handshake_->Result().message()),
+              ::testing::HasSubstr("peer did not return a certificate"));
 }
 
 TEST_F(OpenSslInteropTest, RenegotiationIsRefused) {

@@ -3,9 +3,12 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
+#include <exception>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "framework/exceptions.h"
 #include "transports/tls/openssl_util.h"
 
 namespace sluice {
@@ -293,34 +297,83 @@ int ChosenContextIndex() {
   return index;
 }
 
-// `arg` is the listening context's State: after a switch (a second
-// ClientHello, after a HelloRetryRequest) StateOf would be the chosen one's.
+// The host name of a ClientHello's server_name extension (RFC 6066: a
+// list of (type, length, name); the first host_name counts), "" if none.
+std::string ServerNameOfClientHello(SSL* ssl) {
+  const unsigned char* data = nullptr;
+  size_t size = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &data, &size) !=
+          1 ||
+      size < 2) {
+    return "";
+  }
+  size_t list = (size_t{data[0]} << 8) | data[1];
+  size_t at = 2;
+  list = std::min(list + 2, size);
+  while (at + 3 <= list) {
+    const unsigned char type = data[at];
+    const size_t length = (size_t{data[at + 1]} << 8) | data[at + 2];
+    at += 3;
+    if (at + length > list) break;
+    if (type == TLSEXT_NAMETYPE_host_name) {
+      return std::string(reinterpret_cast<const char*>(data + at), length);
+    }
+    at += length;
+  }
+  return "";
+}
+
+// Servers with a server_name_callback: runs on the ClientHello before
+// OpenSSL decides anything from it, so that a session is resumed, and
+// client certificates are asked for, by the chosen context alone (each
+// server context has a session id context of its own: a ticket one context
+// issued never resumes under another). `arg` is the listening context's
+// State; after a HelloRetryRequest the second ClientHello comes here again.
 int ChooseContextByServerName(SSL* ssl, int* alert, void* arg) {
   const auto* state = static_cast<const TlsContext::State*>(arg);
-  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  absl::StatusOr<const TlsContext*> chosen =
-      state->options().server_name_callback(name == nullptr ? "" : name);
+  const std::string name = ServerNameOfClientHello(ssl);
+  absl::StatusOr<const TlsContext*> chosen = absl::InternalError("");
+#if SLUICE_HAS_EXCEPTIONS
+  // Not through OpenSSL's C frames.
+  try {
+    chosen = state->options().server_name_callback(name);
+  } catch (const std::exception& e) {
+    chosen = absl::InternalError(
+        absl::StrCat("server_name_callback threw: ", e.what()));
+  } catch (...) {
+    chosen = absl::InternalError("server_name_callback threw");
+  }
+#else
+  chosen = state->options().server_name_callback(name);
+#endif
   if (chosen.ok() && *chosen != nullptr && !(*chosen)->is_server()) {
     chosen = absl::InvalidArgumentError(
         "server_name_callback returned a client context");
   }
   if (!chosen.ok()) {
     ERR_raise_data(ERR_LIB_SSL, SSL_R_CALLBACK_FAILED,
-                   "server name '%s' refused: %s", name == nullptr ? "" : name,
+                   "server name '%s' refused: %s", name.c_str(),
                    std::string(chosen.status().message()).c_str());
     *alert = SSL_AD_UNRECOGNIZED_NAME;
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_CLIENT_HELLO_ERROR;
   }
   if (*chosen == nullptr || (*chosen)->native() == SSL_get_SSL_CTX(ssl)) {
-    return SSL_TLSEXT_ERR_OK;
+    return SSL_CLIENT_HELLO_SUCCESS;
   }
   SSL_CTX* ctx = (*chosen)->native();
+  if (SSL_set_SSL_CTX(ssl, ctx) == nullptr) {
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
+  // The connection keeps the chosen context alive; a HelloRetryRequest's
+  // second choice replaces the first.
   delete static_cast<TlsContext*>(SSL_get_ex_data(ssl, ChosenContextIndex()));
   SSL_set_ex_data(ssl, ChosenContextIndex(), new TlsContext(**chosen));
-  SSL_set_SSL_CTX(ssl, ctx);
-  // SSL_set_SSL_CTX switches the certificate, not the verify mode.
+  // SSL_set_SSL_CTX switches the certificate and the session id context,
+  // not the verify mode and parameters.
   SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), nullptr);
-  return SSL_TLSEXT_ERR_OK;
+  SSL_set1_param(ssl, SSL_CTX_get0_param(ctx));
+  return SSL_CLIENT_HELLO_SUCCESS;
 }
 
 void LogKey(const SSL* ssl, const char* line) {
@@ -409,8 +462,17 @@ absl::StatusOr<TlsContext> TlsContext::Create(TlsContextOptions options,
       return absl::InvalidArgumentError(
           "server_name_callback is for server contexts");
     }
-    SSL_CTX_set_tlsext_servername_callback(ctx, ChooseContextByServerName);
-    SSL_CTX_set_tlsext_servername_arg(ctx, state.get());
+    SSL_CTX_set_client_hello_cb(ctx, ChooseContextByServerName, state.get());
+  }
+  if (server) {
+    // Sessions resume only under the context that made them (SNI).
+    unsigned char session_context[SSL_MAX_SID_CTX_LENGTH];
+    if (RAND_bytes(session_context, sizeof(session_context)) != 1 ||
+        SSL_CTX_set_session_id_context(ctx, session_context,
+                                       sizeof(session_context)) != 1) {
+      return absl::InternalError(absl::StrCat("session id context: ",
+                                              DrainOpenSslErrors()));
+    }
   }
   if (o.key_log) SSL_CTX_set_keylog_callback(ctx, LogKey);
   if (!server && o.session_resumption) {

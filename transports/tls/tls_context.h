@@ -58,14 +58,14 @@ struct TlsContextOptions {
   // handshake.
   std::vector<std::string> alpn_protocols = {};
 
-  // Servers: called during each handshake with the name the client asked
-  // for (SNI; empty if it sent none), to choose the context that serves
-  // it: its certificate, client-certificate checks and ALPN list (protocol
-  // versions and ciphers stay this context's). nullptr keeps this context;
-  // an error refuses the handshake with an unrecognized_name alert. The
-  // returned context need only live until the call returns (the connection
-  // keeps its own handle). A context shared by loops on several threads
-  // calls it from each.
+  // Servers: called on each ClientHello with the name the client asked for
+  // (SNI, as sent: compare case-insensitively if you must; empty if none),
+  // to choose the context that serves it: its certificate, client checks,
+  // session resumption and ALPN list (protocol versions and ciphers stay
+  // this context's). nullptr keeps this context; an error refuses the
+  // handshake with an unrecognized_name alert. The returned context need
+  // only live until the call returns (the connection keeps its own handle).
+  // A context shared by loops on several threads calls it from each.
   absl::AnyInvocable<absl::StatusOr<const TlsContext*>(
       std::string_view server_name) const>
       server_name_callback = {};
