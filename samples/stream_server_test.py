@@ -26,6 +26,9 @@ def run(extra_flags):
     try:
         line = server.stdout.readline()
         while "listening on" not in line:  # --tls prints its certificate first.
+            if not line:
+                raise RuntimeError(
+                    f"stream_server exited ({server.wait()}) before listening")
             line = server.stdout.readline()
         port = int(re.search(r":(\d+)$", line.strip()).group(1))
         tls = None

@@ -77,9 +77,14 @@ async def client(args):
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", args.port, ssl=context, server_hostname="localhost")
     sent = pattern(args.bytes)
-    writer.write(sent)
-    await writer.drain()
-    echoed = await reader.readexactly(len(sent))
+
+    async def send():
+        writer.write(sent)
+        await writer.drain()
+
+    # Reading while sending: the echo comes back as the bytes go out, and
+    # waiting for the drain first would stall on full buffers both ways.
+    _, echoed = await asyncio.gather(send(), reader.readexactly(len(sent)))
     if echoed != sent:
         at = next(i for i in range(len(sent)) if echoed[i] != sent[i])
         raise RuntimeError(f"echo differs at byte {at}")

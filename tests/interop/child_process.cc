@@ -21,8 +21,10 @@ constexpr absl::Duration kPatience = absl::Seconds(10);
 
 Child::Child(std::vector<std::string> argv) {
   int in[2], out[2];
-  EXPECT_EQ(pipe(in), 0);
-  EXPECT_EQ(pipe(out), 0);
+  // Close-on-exec: a later child must not inherit this one's pipes (dup2
+  // clears the flag on the copies that become this child's 0, 1 and 2).
+  EXPECT_EQ(pipe2(in, O_CLOEXEC), 0);
+  EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, in[0], 0);
@@ -33,8 +35,10 @@ Child::Child(std::vector<std::string> argv) {
   std::vector<char*> args;
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
-  EXPECT_EQ(
-      posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ), 0);
+  const int spawned =
+      posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  EXPECT_EQ(spawned, 0) << "cannot run " << argv[0];
+  if (spawned != 0) pid_ = -1;
   posix_spawn_file_actions_destroy(&actions);
   close(in[0]);
   close(out[1]);
@@ -45,7 +49,8 @@ Child::Child(std::vector<std::string> argv) {
 
 Child::~Child() {
   CloseStdin();
-  if (!reaped_) {
+  // Never kill(-1): that is every process of this user.
+  if (pid_ > 0 && !reaped_) {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
@@ -92,7 +97,7 @@ std::optional<std::string> Child::WaitFor(std::vector<std::string_view> texts,
 
 std::optional<int> Child::WaitForExit(EventLoop& loop) {
   const absl::Time deadline = absl::Now() + kPatience;
-  while (!reaped_ && absl::Now() < deadline) {
+  while (pid_ > 0 && !reaped_ && absl::Now() < deadline) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       reaped_ = true;

@@ -65,6 +65,8 @@ def main():
                               preexec_fn=cap)
     line = server.stdout.readline()
     while "listening on" not in line:  # --tls prints its certificate first.
+        if not line:
+            sys.exit(f"stream_server exited ({server.wait()}) before listening")
         line = server.stdout.readline()
     port = int(re.search(r":(\d+)$", line.strip()).group(1))
     baseline = vm(server.pid, "VmRSS")

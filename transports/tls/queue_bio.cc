@@ -11,9 +11,9 @@ namespace sluice::tls_internal {
 void ByteQueue::Reserve(size_t extra) {
   if (capacity_ - tail_ >= extra) return;
   const size_t needed = size() + extra;
-  if (needed <= capacity_ && head_ >= size()) {
-    // Room once the front is reclaimed, and the move cannot overlap.
-    std::memcpy(block_.get(), block_.get() + head_, size());
+  if (needed <= capacity_) {
+    // Room once the front is reclaimed.
+    std::memmove(block_.get(), block_.get() + head_, size());
   } else {
     const size_t capacity = std::max(needed, 2 * capacity_);
     auto block = std::make_unique_for_overwrite<char[]>(capacity);

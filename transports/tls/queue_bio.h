@@ -1,6 +1,7 @@
 #ifndef SLUICE_TRANSPORTS_TLS_QUEUE_BIO_H_
 #define SLUICE_TRANSPORTS_TLS_QUEUE_BIO_H_
 
+#include <cassert>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -31,7 +32,10 @@ class ByteQueue {
   // Space for at least `size` more bytes at the back, for a writer that
   // fills it in place and then Commits what it wrote.
   std::span<char> Lend(size_t size);
-  void Commit(size_t size) { tail_ += size; }
+  void Commit(size_t size) {
+    assert(size <= capacity_ - tail_);
+    tail_ += size;
+  }
   // Moves up to `size` bytes from the front into `into`; returns how many.
   size_t Read(char* into, size_t size);
   void Clear();
@@ -47,10 +51,10 @@ class ByteQueue {
 };
 
 // A BIO over `queue` (not owned; it must outlive the BIO): writes append,
-// reads take from the front, and reading an empty queue asks to retry,
-// as OpenSSL's memory BIO does with an EOF return of -1. Unlike the memory
-// BIO it does not zero the space each write lands in (BUF_MEM_grow_clean),
-// which cost as much as a copy of every byte both ways.
+// reads take from the front, and reading an empty queue asks to retry (as
+// OpenSSL's memory BIO does with an EOF return of -1), never EOF. Unlike
+// the memory BIO it does not zero the space each write lands in
+// (BUF_MEM_grow_clean), which cost as much as a copy of every byte.
 BIO* NewQueueBio(ByteQueue* queue);
 
 }  // namespace sluice::tls_internal

@@ -416,7 +416,10 @@ absl::StatusOr<TlsContext> TlsContext::Create(TlsContextOptions options,
       !trusted.ok()) {
     return trusted;
   }
-  if (server && verify != TlsVerify::kNone) {
+  const bool configured_trust =
+      !o.ca_file.empty() || !o.ca_directory.empty() || !o.ca_pem.empty();
+  // Not the whole system store: that would be tens of KiB per request.
+  if (server && verify != TlsVerify::kNone && configured_trust) {
     if (absl::Status announced = AnnounceClientCas(ctx, o); !announced.ok()) {
       return announced;
     }

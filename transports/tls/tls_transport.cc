@@ -26,6 +26,8 @@ using tls_internal::DrainOpenSslErrors;
 constexpr size_t kEncryptBatch = 64 * 1024;
 // What SSL_read fills for a protocol that does not lend its memory.
 constexpr size_t kPlaintextChunk = 64 * 1024;
+// What the layer lends the transport below to receive into, at least: a
+// few records, as much as a socket read takes at once.
 constexpr size_t kMinCiphertextLend = 64 * 1024;
 
 char* PlaintextBuffer() {
@@ -213,7 +215,10 @@ TlsTransport::~TlsTransport() {
 }
 
 void TlsTransport::OnLowerConnected() {
-  LimitLower();
+  if (absl::Status limited = LimitLower(); !limited.ok()) {
+    ForceClose(std::move(limited));
+    return;
+  }
   handshake_timer_ = loop_.CallLater(handshake_timeout_, [this] {
     FailHandshake(absl::DeadlineExceededError(absl::StrCat(
         "the TLS handshake with ", Describe(), " took longer than ",
@@ -496,9 +501,9 @@ absl::Status TlsTransport::SetWriteBufferLimits(std::optional<size_t> high,
                                                 std::optional<size_t> low) {
   absl::Status own = TransportLayer::SetWriteBufferLimits(high, low);
   if (!own.ok()) return own;
-  LimitLower();
+  absl::Status below = LimitLower();
   PauseAboveHigh();
-  return absl::OkStatus();
+  return below;
 }
 
 size_t TlsTransport::Encrypt(std::string_view data) {
@@ -554,10 +559,18 @@ void TlsTransport::ResumeWriting() {
   UpdateWritePause();
 }
 
-void TlsTransport::LimitLower() {
-  if (lower() == nullptr) return;
+absl::Status TlsTransport::LimitLower() {
+  if (lower() == nullptr) return absl::OkStatus();
   const WriteBufferLimits own = GetWriteBufferLimits();
-  lower()->SetWriteBufferLimits(own.low, own.low).IgnoreError();
+  // Refused (an overflow limit below our low watermark): the stack's
+  // watermarks would not hold, so it is an error, not a shrug.
+  absl::Status limited = lower()->SetWriteBufferLimits(own.low, own.low);
+  if (!limited.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the transport below a TLS layer refused watermarks of ", own.low,
+        " bytes: ", limited.message()));
+  }
+  return absl::OkStatus();
 }
 
 // The protocol's pause follows the whole stack's size against our
@@ -667,7 +680,7 @@ absl::Status TlsTransport::SslError(int error, const char* during) {
         DrainOpenSslErrors()));
   }
   if (error == SSL_ERROR_SYSCALL) {
-    // Memory BIOs make no system calls: OpenSSL saw an unexpected EOF.
+    // Our BIOs make no system calls: OpenSSL saw an unexpected EOF.
     return absl::UnavailableError(absl::StrCat(
         "TLS ", during, " with ", Describe(),
         " failed: unexpected end of the stream"));

@@ -59,8 +59,8 @@ struct TlsInfo {
 
 // TLS as a layer over any Transport (TCP, Unix, in-memory, TLS): the
 // protocol of the transport below, a transport to the protocol above, with
-// OpenSSL driven through memory BIOs (asyncio's SSLProtocol, Twisted's
-// TLSMemoryBIOProtocol).
+// OpenSSL driven through in-memory BIOs of the layer's own (asyncio's
+// SSLProtocol, Twisted's TLSMemoryBIOProtocol).
 //
 //   // Server: each accepted connection gets its own TLS layer.
 //   auto factory = [&] {
@@ -77,11 +77,11 @@ struct TlsInfo {
 //
 // Flow control: GetWriteBufferSize() is the plaintext not yet encrypted
 // plus everything the layer below holds (ciphertext goes below as soon as
-// it is made); writes are encrypted a few records at a time while the
-// layer below accepts them, and the protocol above is paused while this
-// layer's buffer is above its high watermark or the layer below is paused.
-// SetWriteBufferLimits sets both, so the total may reach about twice the
-// high mark plus one batch (64 KiB) before PauseWriting.
+// it is made), and PauseWriting/ResumeWriting follow that total against
+// this transport's watermarks: the layer below gets both of its
+// watermarks set to our low one, so it pauses us once it holds more than
+// that and plaintext waits here meanwhile. Writes are encrypted a few
+// records at a time while the layer below accepts them.
 // PauseReading stops decryption and, unless the handshake or the shutdown
 // needs bytes, reading below. A BufferedProtocol above gets plaintext
 // decrypted straight into the memory it lends.
@@ -212,7 +212,7 @@ class TlsTransport final : public TransportLayer {
   void FillInfo();
   // Sets the layer below's watermarks from ours, and the protocol's write
   // pause from the whole stack's size.
-  void LimitLower();
+  absl::Status LimitLower();
   void UpdateWritePause();
   void PauseAboveHigh();
   bool CanEncrypt() const {

@@ -234,6 +234,18 @@ TEST_F(TlsTest, GarbageAfterValidRecordsFailsTheConnectionAfterTheirData) {
   EXPECT_THAT(server_.lost->message(), HasSubstr("TLS read"));
 }
 
+TEST_F(TlsTest, WatermarksTheLayerBelowCannotTakeAreAnError) {
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  // The layer below is held to our low watermark; its overflow limit must
+  // stay above that.
+  ASSERT_TRUE(client_root_->SetWriteBufferOverflowLimit(100 * 1024).ok());
+  const absl::Status refused =
+      client_.transport->SetWriteBufferLimits(1024 * 1024);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("refused watermarks"));
+  EXPECT_TRUE(client_.transport->SetWriteBufferLimits(64 * 1024).ok());
+}
+
 TEST_F(TlsTest, AbortSendsNoCloseNotify) {
   ASSERT_NO_FATAL_FAILURE(Connect());
   client_.transport->Abort();
