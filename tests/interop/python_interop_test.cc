@@ -12,8 +12,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "framework/event_loop.h"
 #include "framework/task.h"
+#include "framework/timeout.h"
 #include "gtest/gtest.h"
 #include "protocols/streams/streams.h"
 #include "tests/interop/child_process.h"
@@ -167,9 +169,11 @@ class PythonInteropTest : public ::testing::Test {
     Child server(std::move(argv));
     std::optional<std::string> port = server.WaitFor({"listening on "}, *loop_);
     ASSERT_TRUE(port.has_value());
-    absl::StatusOr<std::string> version = loop_->RunUntilComplete(
+    absl::StatusOr<std::string> version = loop_->RunUntilComplete(WithTimeout(
+        *loop_,
         SendAndCheck(*loop_, static_cast<uint16_t>(std::atoi(port->c_str())),
-                     &client_context_, starttls));
+                     &client_context_, starttls),
+        absl::Seconds(10)));
     ASSERT_TRUE(version.ok()) << version.status() << "\n" << server.Poll();
     EXPECT_EQ(*version, "TLSv1.3");
     EXPECT_EQ(server.Poll().find("FAIL"), std::string::npos) << server.Poll();

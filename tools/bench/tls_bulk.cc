@@ -148,6 +148,10 @@ int Run() {
   }
   absl::StatusOr<KeyAndCertificate> certificate =
       GenerateSelfSigned({.common_name = "localhost", .dns_names = {"localhost"}});
+  if (!certificate.ok()) {
+    absl::FPrintF(stderr, "tls_bulk: %s\n", certificate.status().ToString());
+    return 1;
+  }
   const std::string suites = absl::GetFlag(FLAGS_ciphersuites);
   absl::StatusOr<TlsContext> server_context = TlsContext::CreateServer(
       {.certificate_chain_pem = certificate->certificate_pem,

@@ -406,6 +406,22 @@ void TlsTransport::DoRead() {
     }
     if (error != SSL_ERROR_NONE) {
       HandleReadStop(error);
+      // A peer's KeyUpdate that asks for ours: OpenSSL would send it with
+      // our next write; a connection that only reads answers now.
+      if (!lost_ && SSL_get_key_update_type(ssl_) != SSL_KEY_UPDATE_NONE) {
+        ERR_clear_error();
+        // SSL_key_update marks the connection as having a handshake message
+        // to send, which SSL_do_handshake then writes.
+        if (SSL_key_update(ssl_, SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
+          Fail(SslError(SSL_ERROR_SSL, "key update"));
+          return;
+        }
+        const int sent = SSL_do_handshake(ssl_);
+        if (sent != 1) {
+          Fail(SslError(SSL_get_error(ssl_, sent), "key update"));
+          return;
+        }
+      }
       // Records that are not application data (tickets, key updates) may
       // have produced an answer.
       if (!lost_) SendOutput();
