@@ -136,12 +136,15 @@ void SocketPeer::Flush() {
   }
 }
 
+bool AllSentAcknowledged(int fd) {
+  int unacknowledged = 0;
+  return ioctl(fd, SIOCOUTQ, &unacknowledged) == 0 && unacknowledged == 0;
+}
+
 bool SocketPeer::AllWritesDelivered() {
   if (pending_offset_ < pending_.size()) return false;
   if (!is_tcp_ || fd_ < 0) return true;
-  int unacknowledged = 0;
-  if (ioctl(fd_, SIOCOUTQ, &unacknowledged) != 0) return false;
-  return unacknowledged == 0;
+  return AllSentAcknowledged(fd_);
 }
 
 void SocketPeer::Close() { CloseSocket(); }

@@ -17,6 +17,10 @@ namespace sluice::transport_testing {
 // The far end of a socket transport under test: a raw non-blocking stream
 // socket (TCP or Unix) whose reads and pending writes are driven by the
 // loop's AddReader/AddWriter, so tests wait for it with RunUntil.
+// Whether a TCP socket's peer has acknowledged everything sent on it
+// (SIOCOUTQ is 0): the bytes are in the receiving socket's queue.
+bool AllSentAcknowledged(int fd);
+
 class SocketPeer final : public Peer {
  public:
   // Takes ownership of `fd`, a connected stream socket; makes it

@@ -1,9 +1,5 @@
 #include "transports/testing/tls_flavour.h"
 
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +18,7 @@
 #include "transports/memory_transport.h"
 #include "transports/socket_transport.h"
 #include "transports/testing/socket_flavours.h"
+#include "transports/testing/socket_peer.h"
 #include "transports/tls/testing/test_pki.h"
 #include "transports/tls/tls_context.h"
 #include "transports/tls/tls_transport.h"
@@ -160,9 +157,7 @@ class TlsPeer final : public Peer {
     }
     if (!flushed || !state_->tcp) return flushed;
     // TCP: and acknowledged, i.e. in the near socket's receive queue.
-    int unacknowledged = 0;
-    return ioctl(state_->far_root->Fd(), SIOCOUTQ, &unacknowledged) == 0 &&
-           unacknowledged == 0;
+    return AllSentAcknowledged(state_->far_root->Fd());
   }
   void Close() override {
     if (state_->closed) return;
@@ -212,17 +207,6 @@ std::unique_ptr<Protocol> Wrap(EventLoop& loop, const TlsContext& context,
 constexpr TlsOptions kFarOptions = {.server_name = "localhost",
                                     .shutdown_timeout = absl::Milliseconds(300)};
 
-std::optional<SocketAddress> AddressOf(int fd, bool peer) {
-  sockaddr_storage address;
-  socklen_t length = sizeof(address);
-  const int got =
-      peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length)
-           : getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  if (got != 0) return std::nullopt;
-  return SocketAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&address),
-                                     length);
-}
-
 // TLS stacks on the two ends of a connected socket pair.
 absl::StatusOr<std::unique_ptr<Peer>> ConnectOverSockets(
     EventLoop& loop, std::unique_ptr<Protocol> protocol, int layers,
@@ -235,8 +219,8 @@ absl::StatusOr<std::unique_ptr<Peer>> ConnectOverSockets(
   state->over_sockets = true;
   state->tcp = tcp;
   auto peer = std::make_unique<TlsPeer>(state,
-                                        AddressOf(sockets->client, false),
-                                        AddressOf(sockets->client, true));
+                                        SocketAddress::LocalOf(sockets->client),
+                                        SocketAddress::PeerOf(sockets->client));
   SocketTransport::Create(
       loop, sockets->client,
       std::make_unique<RootWatch>(

@@ -184,6 +184,12 @@ absl::Status LoadCertificateAndKey(SSL_CTX* ctx,
   return CheckValidity(SSL_CTX_get0_certificate(ctx), where);
 }
 
+// A CA file, directory or PEM was given (else clients use the system store).
+bool HasConfiguredTrust(const TlsContextOptions& options) {
+  return !options.ca_file.empty() || !options.ca_directory.empty() ||
+         !options.ca_pem.empty();
+}
+
 absl::Status LoadTrust(SSL_CTX* ctx, const TlsContextOptions& options,
                        bool verifies) {
   if (!options.ca_file.empty() || !options.ca_directory.empty()) {
@@ -211,10 +217,8 @@ absl::Status LoadTrust(SSL_CTX* ctx, const TlsContextOptions& options,
     ERR_clear_error();
     if (added == 0) return Invalid("ca_pem", "no PEM certificate in it");
   }
-  const bool has_trust = !options.ca_file.empty() ||
-                         !options.ca_directory.empty() ||
-                         !options.ca_pem.empty();
-  if (verifies && !has_trust && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+  if (verifies && !HasConfiguredTrust(options) &&
+      SSL_CTX_set_default_verify_paths(ctx) != 1) {
     return Invalid("the system trust store", DrainOpenSslErrors());
   }
   return absl::OkStatus();
@@ -264,16 +268,21 @@ int SelectAlpn(SSL* ssl, const unsigned char** out, unsigned char* out_size,
   return SSL_TLSEXT_ERR_OK;
 }
 
-// The server name a client connection keeps its sessions under.
-int SessionKeyIndex() {
+// An SSL ex-data index (one per T) whose values are T objects the SSL
+// owns: they go with it.
+template <class T>
+int OwnedExDataIndex() {
   static const int index = SSL_get_ex_new_index(
       0, nullptr, nullptr, nullptr,
-      [](void* /*parent*/, void* key, CRYPTO_EX_DATA* /*data*/, int /*index*/,
-         long /*argl*/, void* /*argp*/) {
-        delete static_cast<std::string*>(key);
+      [](void* /*parent*/, void* value, CRYPTO_EX_DATA* /*data*/,
+         int /*index*/, long /*argl*/, void* /*argp*/) {
+        delete static_cast<T*>(value);
       });
   return index;
 }
+
+// The server name a client connection keeps its sessions under.
+int SessionKeyIndex() { return OwnedExDataIndex<std::string>(); }
 
 // OpenSSL made a session a later connection may resume (in TLS 1.3, a
 // ticket after the handshake): returning 1 keeps its reference.
@@ -287,15 +296,7 @@ int KeepNewSession(SSL* ssl, SSL_SESSION* session) {
 
 // Servers: the context a client's server name chose, which the connection
 // keeps alive (its SSL_CTX's app data is that context's State).
-int ChosenContextIndex() {
-  static const int index = SSL_get_ex_new_index(
-      0, nullptr, nullptr, nullptr,
-      [](void* /*parent*/, void* context, CRYPTO_EX_DATA* /*data*/,
-         int /*index*/, long /*argl*/, void* /*argp*/) {
-        delete static_cast<TlsContext*>(context);
-      });
-  return index;
-}
+int ChosenContextIndex() { return OwnedExDataIndex<TlsContext>(); }
 
 // The host name of a ClientHello's server_name extension (RFC 6066: a
 // list of (type, length, name); the first host_name counts), "" if none.
@@ -323,6 +324,24 @@ std::string ServerNameOfClientHello(SSL* ssl) {
   return "";
 }
 
+// What the user's callback chose; what it throws stops here, short of
+// OpenSSL's C frames.
+absl::StatusOr<const TlsContext*> CallServerNameCallback(
+    const TlsContext::State& state, std::string_view name) {
+#if SLUICE_HAS_EXCEPTIONS
+  try {
+#endif
+    return state.options().server_name_callback(name);
+#if SLUICE_HAS_EXCEPTIONS
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("server_name_callback threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("server_name_callback threw");
+  }
+#endif
+}
+
 // Servers with a server_name_callback: runs on the ClientHello before
 // OpenSSL decides anything from it, so that a session is resumed, and
 // client certificates are asked for, by the chosen context alone (each
@@ -332,20 +351,8 @@ std::string ServerNameOfClientHello(SSL* ssl) {
 int ChooseContextByServerName(SSL* ssl, int* alert, void* arg) {
   const auto* state = static_cast<const TlsContext::State*>(arg);
   const std::string name = ServerNameOfClientHello(ssl);
-  absl::StatusOr<const TlsContext*> chosen = absl::InternalError("");
-#if SLUICE_HAS_EXCEPTIONS
-  // Not through OpenSSL's C frames.
-  try {
-    chosen = state->options().server_name_callback(name);
-  } catch (const std::exception& e) {
-    chosen = absl::InternalError(
-        absl::StrCat("server_name_callback threw: ", e.what()));
-  } catch (...) {
-    chosen = absl::InternalError("server_name_callback threw");
-  }
-#else
-  chosen = state->options().server_name_callback(name);
-#endif
+  absl::StatusOr<const TlsContext*> chosen =
+      CallServerNameCallback(*state, name);
   if (chosen.ok() && *chosen != nullptr && !(*chosen)->is_server()) {
     chosen = absl::InvalidArgumentError(
         "server_name_callback returned a client context");
@@ -416,10 +423,8 @@ absl::StatusOr<TlsContext> TlsContext::Create(TlsContextOptions options,
       !trusted.ok()) {
     return trusted;
   }
-  const bool configured_trust =
-      !o.ca_file.empty() || !o.ca_directory.empty() || !o.ca_pem.empty();
   // Not the whole system store: that would be tens of KiB per request.
-  if (server && verify != TlsVerify::kNone && configured_trust) {
+  if (server && verify != TlsVerify::kNone && HasConfiguredTrust(o)) {
     if (absl::Status announced = AnnounceClientCas(ctx, o); !announced.ok()) {
       return announced;
     }

@@ -186,10 +186,10 @@ TlsTransport::TlsTransport(EventLoop& loop, const TlsContext& context,
       shutdown_timeout_(options.shutdown_timeout),
       ssl_(ssl),
       handshake_(loop) {
-  // An empty incoming queue means "wait for more", not EOF.
-  incoming_ = tls_internal::NewQueueBio(&ciphertext_in_);
-  outgoing_ = tls_internal::NewQueueBio(&ciphertext_out_);
-  SSL_set_bio(ssl_, incoming_, outgoing_);
+  // ssl_ owns the BIOs. An empty incoming queue means "wait for more",
+  // not EOF.
+  SSL_set_bio(ssl_, tls_internal::NewQueueBio(&ciphertext_in_),
+              tls_internal::NewQueueBio(&ciphertext_out_));
   // Nobody waits for this connection any more (a connect or StartTls was
   // cancelled): it goes. Only while pending, and the layer completes the
   // future before it is destroyed.
@@ -228,8 +228,15 @@ void TlsTransport::OnLowerConnected() {
 }
 
 void TlsTransport::DataReceived(std::string_view data) {
-  if (state_ == State::kDone || lost_) return;
   ciphertext_in_.Append(data);
+  CiphertextArrived();
+}
+
+void TlsTransport::CiphertextArrived() {
+  if (state_ == State::kDone || lost_) {
+    ciphertext_in_.Clear();
+    return;
+  }
   Advance();
 }
 
@@ -240,11 +247,7 @@ std::span<char> TlsTransport::CiphertextSink::GetBuffer(size_t size_hint) {
 
 void TlsTransport::CiphertextSink::BufferUpdated(size_t size) {
   tls_.ciphertext_in_.Commit(size);
-  if (tls_.state_ == State::kDone || tls_.lost_) {
-    tls_.ciphertext_in_.Clear();
-    return;
-  }
-  tls_.Advance();
+  tls_.CiphertextArrived();
 }
 
 bool TlsTransport::EofReceived() {
@@ -406,28 +409,27 @@ void TlsTransport::DoRead() {
     }
     if (error != SSL_ERROR_NONE) {
       HandleReadStop(error);
-      // A peer's KeyUpdate that asks for ours: OpenSSL would send it with
-      // our next write; a connection that only reads answers now.
-      if (!lost_ && SSL_get_key_update_type(ssl_) != SSL_KEY_UPDATE_NONE) {
-        ERR_clear_error();
-        // SSL_key_update marks the connection as having a handshake message
-        // to send, which SSL_do_handshake then writes.
-        if (SSL_key_update(ssl_, SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
-          Fail(SslError(SSL_ERROR_SSL, "key update"));
-          return;
-        }
-        const int sent = SSL_do_handshake(ssl_);
-        if (sent != 1) {
-          Fail(SslError(SSL_get_error(ssl_, sent), "key update"));
-          return;
-        }
-      }
+      if (!lost_) AnswerKeyUpdate();
       // Records that are not application data (tickets, key updates) may
       // have produced an answer.
       if (!lost_) SendOutput();
       return;
     }
   }
+}
+
+// A peer's KeyUpdate that asks for ours: OpenSSL would send it with our
+// next write; a connection that only reads answers now. SSL_key_update
+// marks a handshake message as due, which SSL_do_handshake writes.
+void TlsTransport::AnswerKeyUpdate() {
+  if (SSL_get_key_update_type(ssl_) == SSL_KEY_UPDATE_NONE) return;
+  ERR_clear_error();
+  if (SSL_key_update(ssl_, SSL_KEY_UPDATE_NOT_REQUESTED) != 1) {
+    Fail(SslError(SSL_ERROR_SSL, "key update"));
+    return;
+  }
+  const int sent = SSL_do_handshake(ssl_);
+  if (sent != 1) Fail(SslError(SSL_get_error(ssl_, sent), "key update"));
 }
 
 size_t TlsTransport::ReadPlaintext(std::span<char> into, int& error) {

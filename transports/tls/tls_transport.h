@@ -209,6 +209,9 @@ class TlsTransport final : public TransportLayer {
   void SendOutput();
   absl::Status SslError(int error, const char* during);
   void Fail(absl::Status status);
+  // After ciphertext_in_ grew (DataReceived or the sink's BufferUpdated).
+  void CiphertextArrived();
+  void AnswerKeyUpdate();
   void FillInfo();
   // Sets the layer below's watermarks from ours, and the protocol's write
   // pause from the whole stack's size.
@@ -224,12 +227,10 @@ class TlsTransport final : public TransportLayer {
   const absl::Duration handshake_timeout_;
   const absl::Duration shutdown_timeout_;
   SSL* const ssl_;
-  // Ciphertext from below and for below, and their BIOs (owned by ssl_).
+  // Ciphertext from below and for below, read and written by ssl_'s BIOs.
   tls_internal::ByteQueue ciphertext_in_;
   tls_internal::ByteQueue ciphertext_out_;
   CiphertextSink ciphertext_sink_{*this};
-  BIO* incoming_ = nullptr;
-  BIO* outgoing_ = nullptr;
   State state_ = State::kHandshake;
   Future<absl::Status> handshake_;
   Handle handshake_timer_;
