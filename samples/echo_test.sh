@@ -51,6 +51,57 @@ wait "$server"
 [ ! -e "$sock_dir/echo.sock" ]
 rmdir "$sock_dir"
 
+# Exits within a bound, or fails the test.
+wait_exit() {
+  for _ in $(seq 1 100); do
+    kill -0 "$1" 2>/dev/null || { wait "$1"; return; }
+    sleep 0.1
+  done
+  echo "server $1 still running 10 s after the signal" >&2
+  cat "$out" >&2
+  return 1
+}
+
+# A client that sends a lot and never reads its echo, then holds on.
+start_stuck_client() {
+  python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(2)
+try:
+    s.sendall(b"x" * (64 << 20))
+except socket.timeout:
+    pass
+print("stuck", flush=True)
+time.sleep(60)
+' "$1" >"$TEST_TMPDIR/stuck.out" &
+  stuck=$!
+  wait_for_line "$TEST_TMPDIR/stuck.out" stuck >/dev/null
+}
+
+# A graceful shutdown has a deadline, then aborts (both modes) ...
+for mode in protocol streams; do
+  "$dir/echo_server" --port=0 --mode=$mode --shutdown_timeout=500ms >"$out" &
+  server=$!
+  port=$(wait_for_line "$out" "listening on" | sed -E 's/.*:([0-9]+)$/\1/')
+  start_stuck_client "$port"
+  kill -TERM "$server"
+  wait_exit "$server"
+  grep -q "shutdown aborted 1 connection" "$out"
+  kill "$stuck"
+done
+# ... and a second signal aborts at once.
+"$dir/echo_server" --port=0 --shutdown_timeout=1h >"$out" &
+server=$!
+port=$(wait_for_line "$out" "listening on" | sed -E 's/.*:([0-9]+)$/\1/')
+start_stuck_client "$port"
+kill -TERM "$server"
+wait_for_line "$out" "shutting down" >/dev/null
+kill -INT "$server"
+wait_exit "$server"
+grep -q "aborting 1 connections" "$out"
+kill "$stuck"
+
 # A refused connection is a clear error, not a crash.
 if "$dir/echo_client" --port=1 --bytes=10 2>"$TEST_TMPDIR/err"; then
   echo "connecting to port 1 should fail" >&2

@@ -9,10 +9,12 @@
 namespace sluice::samples {
 
 // What the sample servers do once listening: print "<what> listening on
-// ADDR" for each address, then run `loop` until SIGINT or SIGTERM, which
-// stop listening and close every connection gracefully (TLS ones with
-// close_notify). Returns the exit code: 0, or 1 (reported as `program`:
-// ...) when the signal handlers cannot be installed.
+// ADDR" for each address, then run `loop` until SIGINT or SIGTERM. The first
+// signal shuts the server down (Server::Shutdown): it stops listening,
+// closes every connection gracefully (TLS ones with close_notify) and aborts
+// those still open after --shutdown_timeout; a second signal aborts them at
+// once. Returns the exit code: 0, or 1 (reported as `program`: ...) when the
+// signal handlers cannot be installed.
 int ServeUntilSignalled(EventLoop& loop, Server& server, std::string_view what,
                         std::string_view program);
 

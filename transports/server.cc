@@ -54,6 +54,7 @@ Server::Server(EventLoop& loop, ProtocolFactory factory, ServerOptions options)
 
 Server::~Server() {
   Close();
+  shutdown_abort_.Cancel();
   // Connections outlive the server; they must not call back into it.
   for (SocketTransport* transport : connections_) {
     transport->SetClosedCallback(nullptr);
@@ -102,8 +103,12 @@ absl::Status Server::Listen(const SocketAddress& address) {
   return absl::OkStatus();
 }
 
+// Accepts per readiness event: a burst of connects waits in the backlog for
+// later iterations instead of holding up the connections already served.
+constexpr int kMaxAcceptsPerEvent = 128;
+
 void Server::Accept(int listen_fd) {
-  for (int i = 0; i < options_.backlog; ++i) {
+  for (int i = 0; i < kMaxAcceptsPerEvent; ++i) {
     sockaddr_storage peer;
     socklen_t length = sizeof(peer);
     int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &length,
@@ -196,11 +201,44 @@ Future<absl::Status> Server::WaitClosed() {
 
 void Server::MaybeFinishWaiters() {
   if (IsServing() || !connections_.empty()) return;
+  shutdown_abort_.Cancel();
   auto waiters = std::move(waiters_);
   waiters_.clear();
   for (Future<absl::Status>& waiter : waiters) {
     waiter.SetResult(absl::OkStatus());
   }
+  auto shutdown_waiters = std::move(shutdown_waiters_);
+  shutdown_waiters_.clear();
+  const absl::Status shut_down =
+      aborted_at_shutdown_ == 0
+          ? absl::OkStatus()
+          : absl::DeadlineExceededError(absl::StrCat(
+                "shutdown aborted ", aborted_at_shutdown_,
+                " connection(s) still open at its deadline"));
+  for (Future<absl::Status>& waiter : shutdown_waiters) {
+    waiter.SetResult(shut_down);
+  }
+}
+
+Future<absl::Status> Server::Shutdown(absl::Duration grace) {
+  Future<absl::Status> done(loop_);
+  shutdown_waiters_.push_back(done);
+  const bool first = !shutdown_deadline_.has_value();
+  const MonotonicTime deadline = AddDuration(loop_.Time(), grace);
+  if (first || deadline < *shutdown_deadline_) {
+    shutdown_deadline_ = deadline;
+    shutdown_abort_.Cancel();
+    shutdown_abort_ =
+        loop_.CallAt(deadline, [this] { AbortAtShutdownDeadline(); });
+  }
+  if (first) CloseClients();
+  Close();  // Finishes `done` if no connection is open.
+  return done;
+}
+
+void Server::AbortAtShutdownDeadline() {
+  aborted_at_shutdown_ += connections_.size();
+  AbortClients();
 }
 
 namespace {

@@ -1,6 +1,8 @@
 #ifndef SLUICE_TRANSPORTS_SERVER_H_
 #define SLUICE_TRANSPORTS_SERVER_H_
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,9 +28,11 @@ namespace sluice {
 class SocketTransport;
 
 struct ServerOptions {
-  // listen()'s backlog, and the most connections accepted per readiness
-  // event (asyncio's default: 100).
-  int backlog = 100;
+  // listen()'s backlog. The default is the kernel's maximum, as nginx's and
+  // Envoy's: Linux caps it at net.core.somaxconn (4096 by default), and a
+  // burst of connects beyond the backlog is dropped or reset. (asyncio's 100
+  // reset 5-15% of a burst of 1,000 connects.)
+  int backlog = SOMAXCONN;
   bool reuse_address = true;
   // SO_REUSEPORT: several servers share the port, the kernel balances.
   bool reuse_port = false;
@@ -77,6 +81,14 @@ class Server {
   void CloseClients();
   void AbortClients();
 
+  // Stops listening, closes every connection gracefully (CloseClients) and
+  // aborts those still open `grace` later: a peer that never reads would
+  // hold a graceful close forever. Completes once the last connection is
+  // lost: OK, or kDeadlineExceeded saying how many were aborted. A second
+  // call can only bring the deadline forward: Shutdown(absl::ZeroDuration())
+  // aborts at once (a second Ctrl-C).
+  Future<absl::Status> Shutdown(absl::Duration grace);
+
  private:
   class Listener;
   friend Task<absl::StatusOr<std::unique_ptr<Server>>> CreateServer(
@@ -92,6 +104,7 @@ class Server {
   void ResumeAccepting();
   void ConnectionClosed(SocketTransport* transport);
   void MaybeFinishWaiters();
+  void AbortAtShutdownDeadline();
 
   EventLoop& loop_;
   ProtocolFactory factory_;
@@ -100,6 +113,10 @@ class Server {
   std::vector<SocketAddress> addresses_;
   absl::flat_hash_set<SocketTransport*> connections_;
   std::vector<Future<absl::Status>> waiters_;
+  std::vector<Future<absl::Status>> shutdown_waiters_;
+  std::optional<MonotonicTime> shutdown_deadline_;
+  Handle shutdown_abort_;
+  size_t aborted_at_shutdown_ = 0;
   std::string unix_path_;  // Removed on Close.
   std::optional<TlsContext> tls_;  // options_.tls's, copied.
   Handle accept_retry_;

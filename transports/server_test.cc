@@ -3,13 +3,16 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <memory>
 #include <string>
@@ -144,6 +147,19 @@ int CountOpenFds() {
   while (readdir(dir) != nullptr) ++count;
   closedir(dir);
   return count;
+}
+
+// Raises the soft descriptor limit to `wanted` (or the hard limit); returns
+// the limit in force.
+rlim_t RaiseDescriptorLimit(rlim_t wanted) {
+  rlimit limit;
+  getrlimit(RLIMIT_NOFILE, &limit);
+  wanted = std::min(limit.rlim_max, wanted);
+  if (limit.rlim_cur < wanted) {
+    limit.rlim_cur = wanted;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
 }
 
 TEST_F(ServerTest, EchoesOverTcpOnAPortTheKernelChose) {
@@ -396,14 +412,7 @@ TEST_F(ServerTest, UnixProbeOfALiveServerWithAFullBacklogDoesNotBlock) {
 }
 
 TEST_F(ServerTest, AThousandConcurrentConnectionsEcho) {
-  rlimit limit;
-  getrlimit(RLIMIT_NOFILE, &limit);
-  rlim_t wanted = std::min<rlim_t>(limit.rlim_max, 8192);
-  if (limit.rlim_cur < wanted) {
-    limit.rlim_cur = wanted;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-  if (limit.rlim_cur < 2200) GTEST_SKIP() << "RLIMIT_NOFILE too low";
+  if (RaiseDescriptorLimit(8192) < 2200) GTEST_SKIP() << "RLIMIT_NOFILE too low";
   auto server = Listen();
   uint16_t port = server->addresses()[0].port();
   constexpr int kClients = 1000;
@@ -419,6 +428,159 @@ TEST_F(ServerTest, AThousandConcurrentConnectionsEcho) {
     EXPECT_EQ(*(*results)[i], absl::StrCat("client ", i, " says hello"));
   }
   EXPECT_TRUE(loop_->RunUntil([&] { return server->active_connections() == 0; }));
+}
+
+TEST_F(ServerTest, ABurstOfConnectsCompletesBeforeTheServerAccepts) {
+  if (RaiseDescriptorLimit(8192) < 2200) GTEST_SKIP() << "RLIMIT_NOFILE too low";
+  auto server = Listen();
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(server->addresses()[0].port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // The loop does not run: every handshake must fit in the backlog (with
+  // asyncio's 100, the kernel drops the SYNs beyond it).
+  constexpr int kClients = 1000;
+  std::vector<pollfd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    ASSERT_TRUE(rc == 0 || errno == EINPROGRESS) << strerror(errno);
+    clients.push_back(pollfd{.fd = fd, .events = POLLOUT, .revents = 0});
+  }
+  int connected = 0;
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  std::vector<pollfd> pending = clients;
+  while (!pending.empty() && absl::Now() < give_up) {
+    ASSERT_GE(poll(pending.data(), pending.size(), 100), 0);
+    std::erase_if(pending, [&](const pollfd& p) {
+      if (p.revents == 0) return false;
+      int error = 0;
+      socklen_t length = sizeof(error);
+      getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &error, &length);
+      EXPECT_EQ(error, 0) << strerror(error);
+      ++connected;
+      return true;
+    });
+  }
+  EXPECT_EQ(connected, kClients) << "handshakes beyond the backlog";
+  EXPECT_TRUE(loop_->RunUntil(
+      [&] { return server->active_connections() == kClients; }));
+  for (const pollfd& client : clients) close(client.fd);
+}
+
+// A client that sends `bytes` and never reads: the echo server's graceful
+// close can never finish.
+class NeverReads final : public Protocol {
+ public:
+  explicit NeverReads(size_t bytes) : bytes_(bytes) {}
+  void ConnectionMade(Transport& transport) override {
+    transport.PauseReading();
+    transport.Write(std::string(bytes_, 'x'));
+  }
+
+ private:
+  size_t bytes_;
+};
+
+class ShutdownTest : public ServerTest {
+ protected:
+  // An echo server whose connections' transports are kept in
+  // `server_sides_`, and a client that never reads its echo, connected
+  // until the server holds echo it cannot send.
+  void ListenWithAClientThatNeverReads() {
+    auto server = Run(CreateServer(
+        *loop_,
+        [this] {
+          class Recorded final : public Protocol {
+           public:
+            explicit Recorded(std::vector<Transport*>& out) : out_(out) {}
+            void ConnectionMade(Transport& t) override {
+              out_.push_back(&t);
+              echo_.ConnectionMade(t);
+            }
+            void DataReceived(std::string_view data) override {
+              echo_.DataReceived(data);
+            }
+            void PauseWriting() override { echo_.PauseWriting(); }
+            void ResumeWriting() override { echo_.ResumeWriting(); }
+
+           private:
+            std::vector<Transport*>& out_;
+            EchoProtocol echo_;
+          };
+          return std::make_unique<Recorded>(server_sides_);
+        },
+        "127.0.0.1", 0));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto client = Run(CreateConnection(
+        *loop_, [] { return std::make_unique<NeverReads>(32 << 20); },
+        "127.0.0.1", server_->addresses()[0].port()));
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = client->transport;
+    ASSERT_TRUE(loop_->RunUntil([&] {
+      return server_sides_.size() == 1 &&
+             server_sides_[0]->GetWriteBufferSize() > 0;
+    }));
+  }
+
+  std::unique_ptr<Server> server_;
+  std::vector<Transport*> server_sides_;
+  Transport* client_ = nullptr;
+};
+
+TEST_F(ShutdownTest, ClosesGracefullyWhenEveryClientFinishes) {
+  auto server = Listen();
+  uint16_t port = server->addresses()[0].port();
+  Future<absl::Status> lost(*loop_);
+  class Idle final : public Protocol {
+   public:
+    explicit Idle(Future<absl::Status> lost) : lost_(std::move(lost)) {}
+    void ConnectionLost(const absl::Status& status) override {
+      lost_.SetResult(status);
+    }
+
+   private:
+    Future<absl::Status> lost_;
+  };
+  auto client = Run(CreateConnection(
+      *loop_, [&] { return std::make_unique<Idle>(lost); }, "127.0.0.1", port));
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(loop_->RunUntil([&] { return server->active_connections() == 1; }));
+
+  Future<absl::Status> shut = server->Shutdown(absl::Seconds(30));
+  EXPECT_FALSE(server->IsServing());
+  EXPECT_TRUE(Run(shut).ok());
+  EXPECT_TRUE(Run(lost).ok());  // The client saw a clean EOF, not a reset.
+  EXPECT_EQ(server->active_connections(), 0u);
+}
+
+TEST_F(ShutdownTest, WithNoConnectionsCompletesAtOnce) {
+  auto server = Listen();
+  EXPECT_TRUE(Run(server->Shutdown(absl::Hours(1))).ok());
+}
+
+TEST_F(ShutdownTest, AbortsWhatIsStillOpenAtTheDeadline) {
+  ListenWithAClientThatNeverReads();
+  const MonotonicTime start = loop_->Time();
+  absl::Status shut = Run(server_->Shutdown(absl::Milliseconds(200)));
+  EXPECT_GE(Difference(loop_->Time(), start), absl::Milliseconds(200));
+  EXPECT_EQ(shut.code(), absl::StatusCode::kDeadlineExceeded) << shut;
+  EXPECT_THAT(shut.message(), HasSubstr("aborted 1 connection"));
+  EXPECT_EQ(server_->active_connections(), 0u);
+}
+
+TEST_F(ShutdownTest, ASecondCallBringsTheDeadlineForward) {
+  ListenWithAClientThatNeverReads();
+  Future<absl::Status> first = server_->Shutdown(absl::Hours(1));
+  Future<absl::Status> second = server_->Shutdown(absl::ZeroDuration());
+  EXPECT_EQ(Run(second).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(Run(first).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(server_->active_connections(), 0u);
+  // A later, longer grace does not push the deadline back.
+  EXPECT_EQ(Run(server_->Shutdown(absl::Hours(1))).code(),
+            absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(ServerTest, OutOfDescriptorsAtAcceptBacksOffAndRecovers) {
