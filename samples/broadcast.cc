@@ -19,7 +19,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -28,6 +27,7 @@
 #include "framework/task.h"
 #include "framework/wait_queue.h"
 #include "protocols/streams/streams.h"
+#include "samples/command_line.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 8890, "TCP port; 0 picks a free one.");
@@ -159,9 +159,16 @@ void StatsEvery(EventLoop& loop, const Broadcaster& broadcaster,
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "Fans one stream out to many clients: a message every --interval, each\n"
+    "client sent its own backlog with Drain(), so a slow client slows only\n"
+    "itself and past --max_lag loses messages (--slow=drop) or is disconnected.\n"
+    "\n"
+    "  ./bazelw run //samples:broadcast -- --port=8890 --interval=10ms\n"
+    "  nc 127.0.0.1 8890\n";
+
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  setvbuf(stdout, nullptr, _IOLBF, 0);
+  sluice::samples::ParseCommandLine(argc, argv, kUsage);
   const std::string slow = absl::GetFlag(FLAGS_slow);
   const int port = absl::GetFlag(FLAGS_port);
   if ((slow != "drop" && slow != "disconnect") || port < 0 || port > 65535 ||

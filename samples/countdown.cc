@@ -10,7 +10,6 @@
 #include <memory>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -18,6 +17,7 @@
 #include "framework/future.h"
 #include "framework/task.h"
 #include "framework/timeout.h"
+#include "samples/command_line.h"
 
 ABSL_FLAG(int, from, 5, "Number to count down from.");
 ABSL_FLAG(absl::Duration, interval, absl::Milliseconds(500),
@@ -51,10 +51,15 @@ void Tick(EventLoop& loop, absl::Duration period, int count) {
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "A tour of the event loop: a coroutine counts down with Sleep, a periodic\n"
+    "timer ticks beside it, Ctrl-C cancels the countdown, and a deadline bounds\n"
+    "the run.\n"
+    "\n"
+    "  ./bazelw run //samples:countdown -- --from=5 --interval=500ms\n";
+
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  // One line at a time, also into a pipe or file.
-  setvbuf(stdout, nullptr, _IOLBF, 0);
+  sluice::samples::ParseCommandLine(argc, argv, kUsage);
   auto loop = EventLoop::Create();
   if (!loop.ok()) {
     absl::FPrintF(stderr, "cannot create the event loop: %s\n",

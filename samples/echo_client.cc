@@ -25,7 +25,6 @@
 #include <utility>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_format.h"
@@ -36,6 +35,7 @@
 #include "framework/protocol.h"
 #include "framework/task.h"
 #include "framework/transport.h"
+#include "samples/command_line.h"
 #include "transports/connection.h"
 #include "transports/tls/tls_context.h"
 #include "transports/tls/tls_transport.h"
@@ -222,8 +222,15 @@ sluice::Task<absl::Status> Run(EventLoop& loop, const Payload& payload) {
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "Sends data to an echo server and checks that every byte comes back:\n"
+    "standard input with --bytes=0, else a generated payload, reporting the\n"
+    "throughput. --tls speaks TLS, checking the server against --ca.\n"
+    "\n"
+    "  ./bazelw run //samples:echo_client -- --port=8888 --bytes=100000000\n";
+
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  sluice::samples::ParseCommandLine(argc, argv, kUsage);
   const int64_t bytes = absl::GetFlag(FLAGS_bytes);
   if (bytes < 0 || absl::GetFlag(FLAGS_chunk) <= 0) {
     absl::FPrintF(stderr, "echo_client: --bytes must be >= 0, --chunk > 0\n");

@@ -16,7 +16,6 @@
 #include <string_view>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_format.h"
@@ -25,6 +24,7 @@
 #include "framework/task.h"
 #include "framework/transport.h"
 #include "protocols/streams/streams.h"
+#include "samples/command_line.h"
 #include "samples/serve.h"
 #include "transports/server.h"
 
@@ -97,9 +97,15 @@ sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "An echo server, as a Protocol (--mode=protocol) or a coroutine per client\n"
+    "(--mode=streams), with flow control: a client that does not read its\n"
+    "echo is not read from. SIGINT/SIGTERM shut it down gracefully.\n"
+    "\n"
+    "  ./bazelw run //samples:echo_server -- --port=8888\n";
+
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  setvbuf(stdout, nullptr, _IOLBF, 0);
+  sluice::samples::ParseCommandLine(argc, argv, kUsage);
   absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
   if (!loop.ok()) {
     absl::FPrintF(stderr, "echo_server: %s\n", loop.status().ToString());

@@ -29,7 +29,6 @@
 #include <string_view>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -39,7 +38,9 @@
 #include "framework/event_loop.h"
 #include "framework/future.h"
 #include "framework/task.h"
+#include "protocols/streams/stream_errors.h"
 #include "protocols/streams/streams.h"
+#include "samples/command_line.h"
 #include "samples/server_tls_flags.h"
 #include "transports/tls/tls_context.h"
 
@@ -66,6 +67,26 @@ std::list<StreamWriter>& Clients() {
   return *clients;
 }
 
+// Requests that failed, by kind. Any peer can make these happen, so they are
+// counted, not logged one by one: a log line per reset would let a client
+// flood the log.
+struct FailedRequests {
+  uint64_t left_early = 0;  // EOF or a reset before the newline.
+  uint64_t too_long = 0;    // A line past the reader's limit.
+  uint64_t malformed = 0;   // Not a byte count.
+};
+FailedRequests& Failures() {
+  static FailedRequests failures;
+  return failures;
+}
+
+// What every client is sent, made once: the bytes are the same for all.
+const std::string& Chunk() {
+  static const std::string* chunk =
+      new std::string(static_cast<size_t>(absl::GetFlag(FLAGS_chunk)), 'x');
+  return *chunk;
+}
+
 Task<absl::Status> Serve(StreamReader reader, StreamWriter writer) {
   auto self = Clients().insert(Clients().end(), writer);
   // Removed however this coroutine ends.
@@ -75,20 +96,28 @@ Task<absl::Status> Serve(StreamReader reader, StreamWriter writer) {
   } unregister{self};
 
   absl::StatusOr<std::string> request = co_await reader.ReadLine();
-  if (!request.ok()) co_return request.status();
+  if (!request.ok()) {
+    ++(sluice::IsLimitOverrun(request.status()) ? Failures().too_long
+                                                 : Failures().left_early);
+    co_return absl::OkStatus();
+  }
   int64_t total = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*request), &total) ||
+  if (request->empty() ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(*request), &total) ||
       total < 0) {
+    // An empty line is EOF before any request.
+    ++(request->empty() ? Failures().left_early : Failures().malformed);
     writer.Write("expected a byte count and a newline\n");
     writer.Close();
     co_return absl::OkStatus();
   }
-  const int64_t chunk_size = absl::GetFlag(FLAGS_chunk);
+  const std::string_view chunk = Chunk();
   const bool drain = absl::GetFlag(FLAGS_drain);
-  const std::string chunk(static_cast<size_t>(chunk_size), 'x');
-  for (int64_t sent = 0; sent < total; sent += chunk_size) {
-    int64_t n = std::min(chunk_size, total - sent);
-    writer.Write(std::string_view(chunk).substr(0, static_cast<size_t>(n)));
+  for (int64_t sent = 0; sent < total;
+       sent += static_cast<int64_t>(chunk.size())) {
+    size_t n = static_cast<size_t>(
+        std::min(static_cast<int64_t>(chunk.size()), total - sent));
+    writer.Write(chunk.substr(0, n));
     if (drain) {
       absl::Status drained = co_await writer.Drain();
       if (!drained.ok()) co_return absl::OkStatus();  // The client left.
@@ -108,11 +137,24 @@ void PrintStats(sluice::EventLoop& loop, absl::Duration interval) {
       buffered += transport->GetWriteBufferSize();
     }
   }
-  absl::PrintF("clients: %d, buffered: %d bytes\n", Clients().size(), buffered);
+  const FailedRequests& failed = Failures();
+  absl::PrintF(
+      "clients: %d, buffered: %d bytes, failed requests: %d left early, %d "
+      "too long, %d malformed\n",
+      Clients().size(), buffered, failed.left_early, failed.too_long,
+      failed.malformed);
   loop.CallLater(interval, [&loop, interval] { PrintStats(loop, interval); });
 }
 
 }  // namespace
+
+constexpr char kUsage[] =
+    "Streams bytes to clients with back-pressure: a client sends a byte count\n"
+    "and a newline, and gets that many bytes, with a Drain() after each chunk\n"
+    "(--no-drain to watch memory grow). Prints its clients and buffered bytes.\n"
+    "\n"
+    "  ./bazelw run //samples:stream_server -- --port=8889\n"
+    "  printf '1000000000\\n' | nc 127.0.0.1 8889 | pv >/dev/null\n";
 
 int main(int argc, char** argv) {
   // Abseil spells the negation of --drain as --nodrain; accept --no-drain.
@@ -120,8 +162,7 @@ int main(int argc, char** argv) {
     if (std::string_view(argv[i]) == "--no-drain")
       argv[i] = const_cast<char*>("--nodrain");
   }
-  absl::ParseCommandLine(argc, argv);
-  setvbuf(stdout, nullptr, _IOLBF, 0);
+  sluice::samples::ParseCommandLine(argc, argv, kUsage);
   if (absl::GetFlag(FLAGS_chunk) <= 0) {
     absl::FPrintF(stderr, "stream_server: --chunk must be positive\n");
     return 2;

@@ -68,7 +68,61 @@ def run(extra_flags):
         server.wait(timeout=10)
 
 
+def misbehaving_clients():
+    """Clients that reset before their request, send an over-long line or
+    garbage are counted on the statistics line, never logged one by one."""
+    binary = os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORKSPACE"],
+                          "samples", "stream_server")
+    server = subprocess.Popen(
+        [binary, "--port=0", "--stats_interval=20ms"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        port = int(re.search(r":(\d+)$", line.strip()).group(1))
+        resets, too_long, malformed = 20, 3, 2
+        for _ in range(resets):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"123")  # No newline: then a reset.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        for _ in range(too_long):
+            s = socket.create_connection(("127.0.0.1", port))
+            try:
+                s.sendall(b"9" * (256 * 1024))
+            except OSError:
+                pass  # The server may close before it has all of it.
+            s.close()
+        for _ in range(malformed):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(b"lots\n")
+                if not s.recv(100).startswith(b"expected a byte count"):
+                    print("FAIL: no answer to a malformed request")
+                    return 1
+        want = (f"{resets} left early, {too_long} too long, "
+                f"{malformed} malformed")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stat = server.stdout.readline()
+            if want in stat:
+                break
+        else:
+            print(f"FAIL: the statistics never said '{want}'")
+            return 1
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    errors = server.stderr.read()
+    if errors:
+        print(f"FAIL: stream_server logged per-connection failures:\n{errors}")
+        return 1
+    print(f"misbehaving clients counted: {want}")
+    return 0
+
+
 def main():
+    if misbehaving_clients() != 0:
+        return 1
     peak, received = run([])
     bound = CLIENTS * (HIGH_WATER + CHUNK)
     print(f"with Drain: peak buffered {peak} bytes (bound {bound}), "

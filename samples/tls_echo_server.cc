@@ -23,8 +23,6 @@
 #include <string_view>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_format.h"
@@ -32,6 +30,7 @@
 #include "framework/protocol.h"
 #include "framework/task.h"
 #include "framework/transport.h"
+#include "samples/command_line.h"
 #include "samples/serve.h"
 #include "samples/server_tls_flags.h"
 #include "transports/server.h"
@@ -103,12 +102,15 @@ sluice::Task<absl::StatusOr<std::unique_ptr<sluice::Server>>> Listen(
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "An echo server over TLS, with --cert/--key or an ephemeral self-signed\n"
+    "certificate (its fingerprint printed); --ca requires client certificates.\n"
+    "\n"
+    "  ./bazelw run //samples:tls_echo_server -- --port=8443\n"
+    "  openssl s_client -connect 127.0.0.1:8443 -quiet\n";
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "A TLS echo server, e.g.: tls_echo_server --port=8443 "
-      "[--cert=server.pem --key=server.key] [--ca=ca.pem] [--alpn=h2]");
-  absl::ParseCommandLine(argc, argv);
-  setvbuf(stdout, nullptr, _IOLBF, 0);
+  sluice::samples::ParseCommandLine(argc, argv, kUsage);
   absl::StatusOr<sluice::TlsContext> context =
       sluice::samples::ServerTlsContextFromFlags();
   if (!context.ok()) {

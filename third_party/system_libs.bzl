@@ -26,6 +26,7 @@ _ABSL = {
     "absl/container:inlined_vector": ["absl_inlined_vector"],
     "absl/debugging:failure_signal_handler": ["absl_failure_signal_handler"],
     "absl/debugging:symbolize": ["absl_symbolize"],
+    "absl/flags:config": ["absl_flags_config"],
     "absl/flags:flag": ["absl_flags"],
     "absl/flags:parse": ["absl_flags_parse"],
     "absl/flags:usage": ["absl_flags_usage"],

@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -235,6 +236,10 @@ int Run() {
 }  // namespace sluice
 
 int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "How fast one TLS connection moves bulk data over loopback TCP, sluice "
+      "at both ends; prints one RESULT line.\n\n"
+      "  ./bazelw run --config=opt //tools/bench:tls_bulk -- --bytes=4GiB");
   absl::ParseCommandLine(argc, argv);
   return sluice::Run();
 }
